@@ -1,0 +1,23 @@
+"""DesignerBox: a self-hosted AI image studio.
+
+    import designerbox
+    images = designerbox.generate("a red apple", style="3d", seed=1)
+    images[0].image.save("apple.png")
+"""
+
+__version__ = "0.1.0"
+
+
+def generate(prompt: str, **options):
+    """See designerbox.api.generate (imported on first call: importing designerbox stays cheap)."""
+    from designerbox.api import generate as _generate
+
+    return _generate(prompt, **options)
+
+
+def __getattr__(name):
+    if name in ("Studio", "GenerationRequest"):
+        from designerbox import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'designerbox' has no attribute {name!r}")

@@ -1,0 +1,334 @@
+"""The `designerbox` command: parses arguments, then calls the same functions as the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+
+class CLIError(Exception):
+    pass
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = text.lower().split("x")
+        return int(w), int(h)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 512x512, not {text!r}") from None
+
+
+def _request_options(args) -> dict:
+    opts = {"model": args.model, "seed": args.seed, "steps": args.steps, "sampler": args.sampler,
+            "schedule": args.schedule, "cfg_scale": args.cfg, "style": args.style, "size_preset": args.preset,
+            "negative_prompt": args.negative, "batch_size": args.n}
+    if args.size:
+        opts["width"], opts["height"] = args.size
+    return {k: v for k, v in opts.items() if v is not None}
+
+
+def _progress_bar(total_images: int):
+    from tqdm import tqdm
+
+    bar = None
+
+    def update(info: dict) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=info["total"], desc=f"sampling {total_images} image(s)", unit="step", file=sys.stderr)
+        bar.update(1)
+        if info["i"] + 1 >= info["total"]:
+            bar.close()
+
+    return update
+
+
+def cmd_generate(args) -> int:
+    from designerbox.jobs.generate import request_from_record
+    from designerbox.jobs.schema import GenerationRequest
+    from designerbox.store.png_metadata import read_record
+    from designerbox.studio import Studio
+
+    if args.source:
+        if args.prompt:
+            raise CLIError("give a prompt or --from IMAGE, not both")
+        request, index = request_from_record(read_record(Path(args.source)))
+    else:
+        if not args.prompt:
+            raise CLIError("a prompt is needed (or --from IMAGE to reproduce an image)")
+        request, index = GenerationRequest(prompt=args.prompt, **_request_options(args)), None
+    out = Path(args.output)
+    _check_writable(out)
+    studio = Studio()
+    quiet = args.json or not sys.stderr.isatty() and args.quiet
+    images = studio.generate(request, progress=None if quiet else _progress_bar(request.batch_size),
+                             save=not args.no_gallery)
+    if index is not None:
+        images = [images[index]]
+    paths = studio.export(images, out)
+    if args.json:
+        print(json.dumps([{"path": str(p), "id": img.id, "record": img.record} for p, img in zip(paths, images)], indent=2))
+    else:
+        for p, img in zip(paths, images):
+            note = f"  ({img.record['resized']})" if img.record["resized"] else ""
+            print(f"{p}{note}")
+    return 0
+
+
+def _check_writable(out: Path) -> None:
+    """Fail before any work when the output cannot be written."""
+    import os
+
+    folder = out.parent if out.suffix else out
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK):
+        raise CLIError(f"cannot write to {out}: {probe} is not a writable folder")
+
+
+def cmd_models(args) -> int:
+    from designerbox.registry.discovery import DEFAULT_MODEL, Registry
+    from designerbox.settings import Settings
+
+    reg = Registry(Settings.from_env().home)
+    if args.action == "list":
+        models = reg.list(kind=args.kind)
+        if args.json:
+            print(json.dumps([m.model_dump(mode="json") | {"builtin": m.builtin, "default": m.id == DEFAULT_MODEL}
+                              for m in models], indent=2))
+            return 0
+        print(f"{'id':<24} {'kind':<10} {'native':<9} {'licence':<14} good at")
+        for m in models:
+            star = "*" if m.id == DEFAULT_MODEL else " "
+            print(f"{m.id + star:<24} {m.kind:<10} {'x'.join(map(str, m.native_size)):<9} {m.licence:<14} "
+                  f"{', '.join(m.good_at)}")
+        for p in reg.problems:
+            print(f"warning: {p}", file=sys.stderr)
+        print("* default model")
+        return 0
+    m = reg.get(args.id)
+    data = m.model_dump(mode="json") | {"folder": str(m.folder), "builtin": m.builtin}
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        for k, v in data.items():
+            print(f"{k:>14}: {v}")
+    return 0
+
+
+def cmd_info(args) -> int:
+    from designerbox.store.png_metadata import read_parameters, read_record
+
+    record = read_record(Path(args.image))
+    if args.json:
+        print(json.dumps(record, indent=2))
+    else:
+        print(read_parameters(Path(args.image)))
+        print(f"Model sha256: {record['model']['sha256']}")
+        print(f"Drawn at {'x'.join(map(str, record['native_size']))}"
+              + (f"; {record['resized']}" if record.get("resized") else ""))
+        print("Versions: " + ", ".join(f"{k} {v}" for k, v in record["versions"].items()))
+    return 0
+
+
+def cmd_history(args) -> int:
+    from designerbox.store.gallery import Gallery
+    from designerbox.settings import Settings
+
+    rows = Gallery(Settings.from_env().home / "gallery").list(limit=args.limit, model=args.model, search=args.search)
+    if args.json:
+        print(json.dumps([r.summary() for r in rows], indent=2))
+        return 0
+    for r in rows:
+        print(f"{r.id}  {r.created_at:%Y-%m-%d %H:%M}  {r.model_id:<16} seed {r.seed:<10} {r.width}x{r.height}  {r.prompt[:60]}")
+    if not rows:
+        print("no images yet")
+    return 0
+
+
+def cmd_show(args) -> int:
+    from designerbox.store.gallery import Gallery, dumps
+    from designerbox.settings import Settings
+
+    gallery = Gallery(Settings.from_env().home / "gallery")
+    row = gallery.get(args.id)
+    if args.json:
+        print(dumps(row))
+    else:
+        for k, v in row.summary().items():
+            print(f"{k:>10}: {v}")
+        print(f"{'file':>10}: {gallery.file(row)}")
+    return 0
+
+
+def cmd_sheet(args) -> int:
+    from designerbox.jobs.schema import GenerationRequest
+    from designerbox.store.png_metadata import write_atomic
+    from designerbox.studio import Studio
+    from designerbox.tools.contact_sheet import contact_sheet
+
+    prompts = [p.strip() for p in Path(args.prompts).read_text().splitlines() if p.strip() and not p.startswith("#")]
+    if not prompts:
+        raise CLIError(f"{args.prompts} holds no prompts (one per line)")
+    out = Path(args.output)
+    _check_writable(out)
+    studio = Studio()
+    opts = _request_options(args) | {"batch_size": args.columns}
+    rows = []
+    for p in prompts:
+        images = studio.generate(GenerationRequest(prompt=p, **opts), save=False)
+        rows.append((p, [img.image for img in images]))
+        print(f"drew {p!r}", file=sys.stderr)
+    r = images[0].record
+    title = (f"{r['model']['id']} ({r['model']['hash']})  {r['request']['sampler']}/{r['request']['schedule']} "
+             f"{r['request']['steps']} steps  cfg {r['request']['cfg_scale']}  seeds {r['request']['seed']}..")
+    import io
+
+    buf = io.BytesIO()
+    contact_sheet(rows, title=title).save(buf, format="PNG")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(out, buf.getvalue())
+    print(out)
+    return 0
+
+
+def cmd_data(args) -> int:
+    from designerbox.settings import Settings
+    from designerbox.training import data
+
+    sources = tuple(args.sources.split(",")) if args.sources else data.DEFAULT_SOURCES
+    stats = data.build(Path(args.out), Settings.from_env().home / "cache", sources=sources, size=args.size)
+    print(json.dumps(stats, indent=2))
+    return 0
+
+
+def cmd_train(args) -> int:
+    from designerbox.training.train_diffusion import TrainConfig, train
+
+    cfg = TrainConfig(data=args.data, model_dir=args.model_dir, run_dir=args.run_dir, minutes=args.minutes,
+                      max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr, device=args.device,
+                      threads=args.threads, checkpoint_minutes=args.checkpoint_minutes)
+    train(cfg)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="designerbox", description="DesignerBox: a self-hosted AI image studio")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def sampling_options(g):
+        g.add_argument("--model", help="model id (see `designerbox models list`)")
+        g.add_argument("--seed", type=int)
+        g.add_argument("--steps", type=int)
+        g.add_argument("--sampler", help="euler, euler_a, heun, dpmpp_2m, dpmpp_2m_sde, ddim")
+        g.add_argument("--schedule", help="karras, exponential, simple")
+        g.add_argument("--cfg", type=float, help="classifier-free guidance scale")
+        g.add_argument("--size", type=_size, help="WxH, e.g. 256x256")
+        g.add_argument("--preset", help="a platform size, e.g. instagram-post")
+        g.add_argument("--style", help="a style preset, e.g. 3d, flat, clip-art")
+        g.add_argument("--negative", help="negative prompt")
+
+    g = sub.add_parser("generate", help="text to image")
+    g.add_argument("prompt", nargs="?")
+    sampling_options(g)
+    g.add_argument("-n", type=int, help="images in the batch")
+    g.add_argument("-o", "--output", default="outputs", help="a folder, or a .png file for one image")
+    g.add_argument("--from", dest="source", metavar="IMAGE", help="reproduce the image this PNG records")
+    g.add_argument("--json", action="store_true")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--no-gallery", action="store_true", help="do not record the images in the gallery")
+    g.set_defaults(func=cmd_generate)
+
+    m = sub.add_parser("models", help="list or describe installed models")
+    msub = m.add_subparsers(dest="action", required=True)
+    ml = msub.add_parser("list")
+    ml.add_argument("--kind")
+    ml.add_argument("--json", action="store_true")
+    ms = msub.add_parser("show")
+    ms.add_argument("id")
+    ms.add_argument("--json", action="store_true")
+    m.set_defaults(func=cmd_models)
+
+    i = sub.add_parser("info", help="what made an image (reads its PNG metadata)")
+    i.add_argument("image")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=cmd_info)
+
+    h = sub.add_parser("history", help="recent images in the gallery")
+    h.add_argument("--limit", type=int, default=20)
+    h.add_argument("--model")
+    h.add_argument("--search", help="text the prompt contains")
+    h.add_argument("--json", action="store_true")
+    h.set_defaults(func=cmd_history)
+
+    s = sub.add_parser("show", help="one gallery image and its record")
+    s.add_argument("id")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_show)
+
+    sh = sub.add_parser("sheet", help="a contact sheet: one row per prompt in a file")
+    sh.add_argument("prompts", help="a text file, one prompt per line")
+    sampling_options(sh)
+    sh.add_argument("--columns", type=int, default=4, help="images (seeds) per prompt")
+    sh.add_argument("-o", "--output", default="outputs/sheet.png")
+    sh.set_defaults(func=cmd_sheet, n=None)
+
+    d = sub.add_parser("data", help="training data")
+    dsub = d.add_subparsers(dest="action", required=True)
+    db = dsub.add_parser("build", help="fetch the labelled image sets and write the captioned dataset")
+    db.add_argument("--out", default="data/emoji-v0")
+    db.add_argument("--sources", help="comma-separated subset of: fluent3d, noto, twemoji, fluent-flat, openclipart")
+    db.add_argument("--size", type=int, default=64)
+    d.set_defaults(func=cmd_data)
+
+    t = sub.add_parser("train", help="train the built-in diffusion model (resumable)")
+    t.add_argument("--data", default="data/emoji-v0")
+    t.add_argument("--model-dir", required=True, help="model folder with unet/config.json and scheduler/")
+    t.add_argument("--run-dir", required=True, help="checkpoints of this run; resumed when present")
+    t.add_argument("--minutes", type=float, default=60)
+    t.add_argument("--max-steps", type=int, default=0)
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--lr", type=float, default=5e-4)
+    t.add_argument("--device", default="auto")
+    t.add_argument("--threads", type=int, default=0)
+    t.add_argument("--checkpoint-minutes", type=float, default=10)
+    t.set_defaults(func=cmd_train)
+    return p
+
+
+def _friendly(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        where = ".".join(str(x) for x in e["loc"]) or "request"
+        parts.append(f"{where}: {e['msg'].removeprefix('Value error, ')}")
+    return "invalid request: " + "; ".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from designerbox.jobs.generate import RequestError
+    from designerbox.presets import UnknownPresetError
+    from designerbox.registry.discovery import UnknownModelError
+    from designerbox.registry.files import ModelFileError
+    from designerbox.store.gallery import UnknownImageError
+    from designerbox.store.png_metadata import MetadataError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ValidationError as err:
+        print(f"error: {_friendly(err)}", file=sys.stderr)
+    except (CLIError, RequestError, UnknownPresetError, UnknownModelError, ModelFileError, MetadataError,
+            UnknownImageError, MemoryError, ValueError) as err:
+        print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
+    except OSError as err:
+        print(f"error: {err.strerror or err}: {err.filename or ''}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""One generation, as every front door runs it: resolve the request, draw, record.
+
+    request (schema) --resolve--> ResolvedRequest --draw--> images --record--> PNG bytes + record
+"""
+
+from __future__ import annotations
+
+import platform
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable
+
+from PIL import Image
+
+from designerbox import presets
+from designerbox.jobs.schema import GenerationRequest, ResolvedRequest
+from designerbox.pipelines.resize import fit_to_size
+from designerbox.pipelines.text_to_image import text_to_image, to_pil
+from designerbox.registry.manifest import ModelManifest
+from designerbox.store.png_metadata import png_bytes
+
+
+class RequestError(ValueError):
+    """The request cannot run on the chosen model (wrong kind, size out of range...)."""
+
+
+@dataclass
+class GeneratedImage:
+    image: Image.Image
+    record: dict
+    png: bytes
+    id: str | None = None      # gallery id, once stored
+    path: str | None = None    # where the caller wrote it
+
+
+def resolve(req: GenerationRequest, manifest: ModelManifest) -> ResolvedRequest:
+    """Fill every field the request left open from the model's manifest; check it fits the model."""
+    if manifest.kind != "diffusion" or manifest.defaults is None:
+        raise RequestError(f"model {manifest.id!r} is a {manifest.kind} model, not a text-to-image model")
+    if req.style is not None:
+        presets.get_style(req.style)  # raises with the valid styles
+    if req.size_preset is not None:
+        size = presets.get_size(req.size_preset)
+        width, height = size.width, size.height
+    elif req.width is not None:
+        width, height = req.width, req.height
+    else:
+        width, height = manifest.default_size or manifest.native_size
+    if min(width, height) < manifest.min_size:
+        raise RequestError(f"model {manifest.id!r} draws images of at least {manifest.min_size}x{manifest.min_size}; "
+                           f"asked for {width}x{height}")
+    d = manifest.defaults
+    return ResolvedRequest(
+        prompt=req.prompt, negative_prompt=req.negative_prompt, model=manifest.id, width=width, height=height,
+        size_preset=req.size_preset, steps=req.steps or d.steps, sampler=req.sampler or d.sampler,
+        schedule=req.schedule or d.schedule, cfg_scale=d.cfg_scale if req.cfg_scale is None else req.cfg_scale,
+        seed=secrets.randbelow(2**32) if req.seed is None else req.seed, batch_size=req.batch_size, style=req.style)
+
+
+def draw_size(r: ResolvedRequest, manifest: ModelManifest) -> tuple[int, int]:
+    """The size the network draws at: the asked size when the model can draw it, else its native size."""
+    m = manifest
+    if max(r.width, r.height) <= m.max_size and r.width % m.size_multiple == 0 and r.height % m.size_multiple == 0:
+        return r.width, r.height
+    return m.native_size
+
+
+def request_from_record(record: dict) -> tuple[GenerationRequest, int]:
+    """The request that reproduces a recorded image, and the image's index in its batch."""
+    r = dict(record["request"])
+    if r.get("size_preset"):
+        r.pop("width"), r.pop("height")
+    return GenerationRequest(**r), int(record.get("batch_index", 0))
+
+
+def versions() -> dict[str, str]:
+    import diffusers
+    import torch
+
+    from designerbox import __version__
+
+    return {"designerbox": __version__, "torch": torch.__version__, "diffusers": diffusers.__version__,
+            "python": platform.python_version()}
+
+
+def run_generation(req: GenerationRequest, manifest: ModelManifest, model,
+                   progress: Callable[[dict], None] | None = None) -> list[GeneratedImage]:
+    """Draw the images of one request with an already loaded model; returns them with their records."""
+    t0 = time.time()
+    r = resolve(req, manifest)
+    # 1. the style preset turns the prompt into what the text encoder sees
+    prompt, negative = r.prompt, r.negative_prompt
+    if r.style is not None:
+        prompt, negative = presets.get_style(r.style).apply(prompt, negative)
+    # 2. draw at a size the network can, then fit to the asked size
+    dw, dh = draw_size(r, manifest)
+    seeds = [(r.seed + i) % 2**32 for i in range(r.batch_size)]
+    callback = (lambda info: progress(dict(info, total=r.steps))) if progress else None
+    images = text_to_image(model, prompt, negative, width=dw, height=dh, steps=r.steps, sampler=r.sampler,
+                           schedule=r.schedule, cfg_scale=r.cfg_scale, seeds=seeds, callback=callback)
+    seconds = round(time.time() - t0, 3)
+    out = []
+    for i, (img, seed) in enumerate(zip(to_pil(images), seeds)):
+        note = None
+        if (dw, dh) != (r.width, r.height):
+            img, note = fit_to_size(img, r.width, r.height)
+        record = {
+            "request": r.model_dump(), "seed": seed, "batch_index": i,
+            "conditioning": {"prompt": prompt, "negative_prompt": negative},
+            "model": {"id": manifest.id, "name": manifest.name, "family": manifest.family,
+                      "sha256": manifest.weights_sha256, "hash": manifest.short_hash, "licence": manifest.licence},
+            "native_size": [dw, dh], "output_size": [r.width, r.height], "resized": note,
+            "device": str(model.device), "dtype": str(model.dtype).removeprefix("torch."),
+            "seconds": seconds, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "versions": versions(),
+        }
+        out.append(GeneratedImage(image=img, record=record, png=png_bytes(img, record)))
+    return out

@@ -1,0 +1,93 @@
+"""The one request schema every front door uses (CLI, Python API, REST API, worker).
+
+`GenerationRequest` is what a user asks for; fields left as None take the chosen model's
+defaults when the request is resolved against its manifest (see jobs/generate.py), and the
+resolved values are what every image's record stores.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SAMPLER_NAMES = ("euler", "euler_a", "heun", "dpmpp_2m", "dpmpp_2m_sde", "ddim")
+SCHEDULE_NAMES = ("karras", "exponential", "simple")
+MAX_SEED = 2**32 - 1
+MAX_SIDE = 4096
+
+Side = Annotated[int, Field(ge=16, le=MAX_SIDE, description="pixels, a multiple of 8")]
+
+
+class GenerationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    prompt: str = Field(min_length=1, max_length=4000)
+    negative_prompt: str = Field("", max_length=4000)
+    model: str | None = Field(None, description="model id; the default model when omitted")
+    width: Side | None = None
+    height: Side | None = None
+    size_preset: str | None = Field(None, description="a platform size id, instead of width/height")
+    steps: int | None = Field(None, ge=1, le=150)
+    sampler: str | None = None
+    schedule: str | None = None
+    cfg_scale: float | None = Field(None, ge=0.0, le=30.0)
+    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="random when omitted; recorded")
+    batch_size: int = Field(1, ge=1, le=16)
+    style: str | None = Field(None, description="a style preset id")
+
+    @field_validator("prompt")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("the prompt is empty")
+        return v.strip()
+
+    @field_validator("sampler")
+    @classmethod
+    def _known_sampler(cls, v: str | None) -> str | None:
+        if v is not None and v not in SAMPLER_NAMES:
+            raise ValueError(f"unknown sampler {v!r}; valid samplers: {', '.join(SAMPLER_NAMES)}")
+        return v
+
+    @field_validator("schedule")
+    @classmethod
+    def _known_schedule(cls, v: str | None) -> str | None:
+        if v is not None and v not in SCHEDULE_NAMES:
+            raise ValueError(f"unknown schedule {v!r}; valid schedules: {', '.join(SCHEDULE_NAMES)}")
+        return v
+
+    @field_validator("width", "height")
+    @classmethod
+    def _multiple_of_8(cls, v: int | None) -> int | None:
+        if v is not None and v % 8:
+            raise ValueError(f"{v} is not a multiple of 8 (try {v // 8 * 8} or {v // 8 * 8 + 8})")
+        return v
+
+    @model_validator(mode="after")
+    def _one_way_to_size(self) -> "GenerationRequest":
+        if self.size_preset is not None and (self.width is not None or self.height is not None):
+            raise ValueError("give either size_preset or width/height, not both")
+        if (self.width is None) != (self.height is None):
+            raise ValueError("give both width and height, or neither")
+        return self
+
+
+class ResolvedRequest(BaseModel):
+    """A request with every default filled in from the model manifest: what actually ran."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    prompt: str
+    negative_prompt: str
+    model: str
+    width: int
+    height: int
+    size_preset: str | None
+    steps: int
+    sampler: str
+    schedule: str
+    cfg_scale: float
+    seed: int
+    batch_size: int
+    style: str | None

@@ -1,0 +1,31 @@
+"""Fit a drawn image to an asked size it was not drawn at (platform sizes beyond a model's range)."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+
+def edge_colour(img: Image.Image) -> tuple[int, int, int]:
+    """The median colour of the image's one-pixel border: the background to pad with."""
+    a = np.asarray(img.convert("RGB"))
+    border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])  # (2W + 2H, 3)
+    return tuple(int(c) for c in np.median(border, axis=0))
+
+
+def fit_to_size(img: Image.Image, width: int, height: int) -> tuple[Image.Image, str]:
+    """Scale to fit inside width x height (Lanczos), pad the rest with the edge colour.
+
+    Returns the image and a note for the record saying what was done.
+    """
+    w0, h0 = img.size
+    scale = min(width / w0, height / h0)
+    w1, h1 = max(1, round(w0 * scale)), max(1, round(h0 * scale))
+    scaled = img.resize((w1, h1), Image.LANCZOS)
+    note = f"drawn at {w0}x{h0}, resized to {w1}x{h1} (lanczos)"
+    if (w1, h1) == (width, height):
+        return scaled, note
+    colour = edge_colour(img)
+    canvas = Image.new("RGB", (width, height), colour)
+    canvas.paste(scaled, ((width - w1) // 2, (height - h1) // 2))
+    return canvas, note + f", centred on {width}x{height} padded with the edge colour rgb{colour}"

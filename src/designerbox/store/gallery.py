@@ -1,0 +1,96 @@
+"""The gallery: every image as a content-addressed PNG plus a row in SQLite (SQLAlchemy 2)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sqlalchemy import JSON, DateTime, Integer, String, Text, create_engine, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from designerbox.store.png_metadata import write_atomic
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ImageRow(Base):
+    __tablename__ = "images"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)  # first 16 hex of the file's sha256
+    sha256: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    path: Mapped[str] = mapped_column(String(512))  # relative to the gallery folder
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    model_id: Mapped[str] = mapped_column(String(64), index=True)
+    prompt: Mapped[str] = mapped_column(Text)
+    seed: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    record: Mapped[dict] = mapped_column(JSON)
+
+    def summary(self) -> dict:
+        return {"id": self.id, "created_at": self.created_at.isoformat(), "model": self.model_id,
+                "prompt": self.prompt, "seed": self.seed, "size": f"{self.width}x{self.height}", "path": self.path}
+
+
+class UnknownImageError(KeyError):
+    pass
+
+
+class Gallery:
+    """Images under `root/images/ab/<sha256>.png`, records in `root/gallery.sqlite`."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        (self.root / "images").mkdir(parents=True, exist_ok=True)
+        self.engine = create_engine(f"sqlite:///{self.root / 'gallery.sqlite'}")
+        Base.metadata.create_all(self.engine)
+
+    def add(self, png: bytes, record: dict) -> ImageRow:
+        sha = hashlib.sha256(png).hexdigest()
+        rel = Path("images") / sha[:2] / f"{sha}.png"
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            write_atomic(path, png)
+        with Session(self.engine, expire_on_commit=False) as s:
+            row = s.scalar(select(ImageRow).where(ImageRow.sha256 == sha))
+            if row is None:
+                w, h = record["output_size"]
+                row = ImageRow(id=sha[:16], sha256=sha, path=str(rel), created_at=datetime.now(timezone.utc),
+                               model_id=record["model"]["id"], prompt=record["request"]["prompt"],
+                               seed=record["seed"], width=w, height=h, record=record)
+                s.add(row)
+                s.commit()
+            return row
+
+    def get(self, image_id: str) -> ImageRow:
+        with Session(self.engine) as s:
+            rows = s.scalars(select(ImageRow).where(ImageRow.id.startswith(image_id)).limit(2)).all()
+        if len(rows) != 1:
+            why = "no image" if not rows else "more than one image"
+            raise UnknownImageError(f"{why} with id {image_id!r} in the gallery {self.root}")
+        return rows[0]
+
+    def file(self, row: ImageRow) -> Path:
+        return self.root / row.path
+
+    def list(self, limit: int = 20, model: str | None = None, search: str | None = None) -> list[ImageRow]:
+        q = select(ImageRow).order_by(ImageRow.created_at.desc()).limit(limit)
+        if model:
+            q = q.where(ImageRow.model_id == model)
+        if search:
+            q = q.where(ImageRow.prompt.contains(search))
+        with Session(self.engine) as s:
+            return list(s.scalars(q).all())
+
+    def count(self) -> int:
+        with Session(self.engine) as s:
+            return len(s.scalars(select(ImageRow.id)).all())
+
+
+def dumps(row: ImageRow) -> str:
+    return json.dumps(dict(row.summary(), record=row.record), indent=2)

@@ -1,0 +1,65 @@
+"""The Studio: registry, model cache and gallery wired together from settings.
+
+The CLI, the Python API and (later) the server and workers each build one and pass it down;
+nothing here is global.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from designerbox.jobs.generate import GeneratedImage, run_generation
+from designerbox.jobs.schema import GenerationRequest
+from designerbox.registry.cache import ModelCache
+from designerbox.registry.discovery import Registry
+from designerbox.registry.loading import load_model
+from designerbox.settings import Settings
+from designerbox.store.gallery import Gallery
+
+
+class Studio:
+    def __init__(self, settings: Settings | None = None):
+        self.settings = settings or Settings.from_env()
+        self.registry = Registry(self.settings.home)
+        self.cache = ModelCache(self.settings.cache_mb * 2**20)
+        self.device = self.settings.resolve_device()
+        self._gallery: Gallery | None = None
+
+    @property
+    def gallery(self) -> Gallery:
+        if self._gallery is None:  # created on first use: listing models touches no database
+            self._gallery = Gallery(self.settings.home / "gallery")
+        return self._gallery
+
+    def model(self, model_id: str | None):
+        manifest = self.registry.get(model_id)
+        return manifest, self.cache.get((manifest.id, self.device), lambda: load_model(manifest, self.device))
+
+    def generate(self, request: GenerationRequest, progress: Callable[[dict], None] | None = None,
+                 save: bool = True) -> list[GeneratedImage]:
+        """Run one request; every image goes into the gallery unless save is False."""
+        manifest, model = self.model(request.model)
+        images = run_generation(request, manifest, model, progress=progress)
+        if save:
+            for img in images:
+                row = self.gallery.add(img.png, img.record)
+                img.id, img.path = row.id, str(self.gallery.file(row))
+        return images
+
+    def export(self, images: list[GeneratedImage], out: Path) -> list[Path]:
+        """Write images to a file (one image) or into a folder, atomically; returns the paths."""
+        from designerbox.store.png_metadata import write_atomic
+
+        out = Path(out)
+        if out.suffix.lower() == ".png" and len(images) == 1:
+            targets = [out]
+        elif out.suffix:
+            raise ValueError(f"output path {out} must be a folder, or a .png file for a single image")
+        else:
+            targets = [out / f"{img.record['created'][:10]}-{img.id or 'img'}-{img.record['seed']}.png" for img in images]
+        targets[0].parent.mkdir(parents=True, exist_ok=True)
+        for img, target in zip(images, targets):
+            write_atomic(target, img.png)
+            img.path = str(target)
+        return targets
