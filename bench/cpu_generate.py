@@ -4,13 +4,14 @@
                                            [--threads N] [--json]
 
 What is measured, for the model folder (default: the built-in dbx-emoji-v0) at its manifest's
-defaults (DPM++ 2M, Karras, 20 steps, cfg 4, its native size, 32x32), fp32, on the CPU:
+defaults (for dbx-emoji-v0: DPM++ 2M, exponential sigmas, 20 steps, cfg 4, 32x32), fp32, on the CPU:
   (a) ours       designerbox.pipelines.text_to_image.text_to_image, with the model from
                  designerbox.registry.loading.load_pixel_diffusion;
   (b) diffusers  the same weights file loaded by UNet2DConditionModel.from_pretrained(dir,
                  subfolder="unet") and DPMSolverMultistepScheduler.from_pretrained(dir,
                  subfolder="scheduler", algorithm_type="dpmsolver++", solver_order=2,
-                 use_karras_sigmas=True), driven by the denoising loop of diffusers' pipelines
+                 use_exponential_sigmas=True or use_karras_sigmas=True, as the default schedule
+                 asks; see reference_diffusers.DIFFUSERS_SCHEDULERS), driven by the denoising loop of diffusers' pipelines
                  (scale_model_input, one batched UNet call on [uncond, cond], guidance, scheduler.step).
                  diffusers has no pipeline class for a pixel-space UNet conditioned on a pooled MiniLM
                  embedding, so that loop is written out, as StableDiffusionPipeline.__call__ writes it,
@@ -23,7 +24,7 @@ runs of (seconds / B). It is reported for --batch and for batch 4. ours/diffuser
 
 Agreement: the mean and max absolute difference, in [0, 255] pixel units, between our images and
 diffusers' images from the same initial noise (pipelines.text_to_image.initial_noise of the same
-seeds). Both are DPM-Solver++(2M) on the same Karras sigmas; the remaining difference is that
+seeds). Both are DPM-Solver++(2M) on the same sigmas; the remaining difference is that
 diffusers' DPMSolverMultistepScheduler gives the UNet floor(t) (int64 timesteps) where we give the
 continuous t; the figure with diffusers' UNet given the continuous t shows that (see
 reference_diffusers.py for all convention differences).

@@ -43,12 +43,13 @@ def models(tiny_model_dir):
     return tiny_model_dir, ours, load_diffusers_unet(tiny_model_dir), pooled
 
 
-def compare(models, sampler: str, steps: int, continuous_timesteps: bool = False) -> torch.Tensor:
+def compare(models, sampler: str, steps: int, continuous_timesteps: bool = False,
+            schedule: str = "karras") -> torch.Tensor:
     """|ours - diffusers| * 255 for the same seeds, (B, 3, 16, 16)."""
     folder, ours, unet, pooled = models
     mine = text_to_image(ours, PROMPT, NEGATIVE, width=16, height=16, steps=steps, sampler=sampler,
-                         schedule="karras", cfg_scale=CFG, seeds=SEEDS)
-    scheduler = load_diffusers_scheduler(folder, sampler, "karras")
+                         schedule=schedule, cfg_scale=CFG, seeds=SEEDS)
+    scheduler = load_diffusers_scheduler(folder, sampler, schedule)
     theirs = diffusers_text_to_image(unet, scheduler, initial_noise(SEEDS, (3, 16, 16)), pooled[:1], pooled[1:],
                                      steps=steps, cfg_scale=CFG, continuous_timesteps=continuous_timesteps)
     assert mine.shape == theirs.shape == (len(SEEDS), 3, 16, 16)
@@ -56,12 +57,13 @@ def compare(models, sampler: str, steps: int, continuous_timesteps: bool = False
     return (mine - theirs).abs() * 255
 
 
+@pytest.mark.parametrize("schedule", ["karras", "exponential"])
 @pytest.mark.parametrize("sampler", ["euler", "dpmpp_2m"])
-def test_diffusers_schedulers_step_through_our_karras_sigmas(models, sampler):
+def test_diffusers_schedulers_step_through_our_sigmas(models, sampler, schedule):
     folder, ours, _, _ = models
-    scheduler = load_diffusers_scheduler(folder, sampler, "karras")
+    scheduler = load_diffusers_scheduler(folder, sampler, schedule)
     scheduler.set_timesteps(20)
-    mine = make_sigmas("karras", 20, ours.denoiser())
+    mine = make_sigmas(schedule, 20, ours.denoiser())
     assert len(scheduler.sigmas) == len(mine) == 21 and scheduler.sigmas[-1] == mine[-1] == 0
     torch.testing.assert_close(scheduler.sigmas[:-1].double(), mine[:-1].double(), rtol=2e-5, atol=0)
 
@@ -75,17 +77,20 @@ def test_euler_with_leading_spacing_starts_far_lower(models):
     assert scheduler.sigmas[0] < ours.denoiser().sigma_max / 100
 
 
+@pytest.mark.parametrize("schedule", ["karras", "exponential"])
 @pytest.mark.parametrize("steps", [8, 20])
-def test_euler_matches_diffusers(models, steps):
-    assert compare(models, "euler", steps).max() < SAME_ALGORITHM_MAX
+def test_euler_matches_diffusers(models, steps, schedule):
+    assert compare(models, "euler", steps, schedule=schedule).max() < SAME_ALGORITHM_MAX
 
 
+@pytest.mark.parametrize("schedule", ["karras", "exponential"])
 @pytest.mark.parametrize("steps", [8, 20])
-def test_dpmpp_2m_matches_diffusers_given_the_same_timestep(models, steps):
-    assert compare(models, "dpmpp_2m", steps, continuous_timesteps=True).max() < SAME_ALGORITHM_MAX
+def test_dpmpp_2m_matches_diffusers_given_the_same_timestep(models, steps, schedule):
+    assert compare(models, "dpmpp_2m", steps, continuous_timesteps=True, schedule=schedule).max() < SAME_ALGORITHM_MAX
 
 
+@pytest.mark.parametrize("schedule", ["karras", "exponential"])
 @pytest.mark.parametrize("steps", [8, 20])
-def test_dpmpp_2m_is_close_to_diffusers_as_diffusers_runs_it(models, steps):
-    diff = compare(models, "dpmpp_2m", steps)
+def test_dpmpp_2m_is_close_to_diffusers_as_diffusers_runs_it(models, steps, schedule):
+    diff = compare(models, "dpmpp_2m", steps, schedule=schedule)
     assert diff.mean() < 1.5 and diff.max() < 16

@@ -64,7 +64,7 @@ def cmd_generate(args) -> int:
     out = Path(args.output)
     _check_writable(out)
     studio = Studio()
-    quiet = args.json or not sys.stderr.isatty() and args.quiet
+    quiet = args.json or args.quiet
     images = studio.generate(request, progress=None if quiet else _progress_bar(request.batch_size),
                              save=not args.no_gallery)
     if index is not None:
@@ -145,7 +145,7 @@ def cmd_history(args) -> int:
         print(json.dumps([r.summary() for r in rows], indent=2))
         return 0
     for r in rows:
-        print(f"{r.id}  {r.created_at:%Y-%m-%d %H:%M}  {r.model_id:<16} seed {r.seed:<10} {r.width}x{r.height}  {r.prompt[:60]}")
+        print(f"{r.id}  {r.created_at:%Y-%m-%d %H:%M}  {r.model_id:<16} seed {r.seed:<10} {r.width}x{r.height}  {' '.join(r.prompt.split())[:60]}")
     if not rows:
         print("no images yet")
     return 0

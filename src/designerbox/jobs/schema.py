@@ -31,7 +31,7 @@ class GenerationRequest(BaseModel):
     steps: int | None = Field(None, ge=1, le=150)
     sampler: str | None = None
     schedule: str | None = None
-    cfg_scale: float | None = Field(None, ge=0.0, le=30.0)
+    cfg_scale: float | None = Field(None, ge=0.0, le=30.0, allow_inf_nan=False)
     seed: int | None = Field(None, ge=0, le=MAX_SEED, description="random when omitted; recorded")
     batch_size: int = Field(1, ge=1, le=16)
     style: str | None = Field(None, description="a style preset id")

@@ -44,6 +44,10 @@ DIFFUSERS_SCHEDULERS = {
     ("dpmpp_2m", "karras"): ("DPMSolverMultistepScheduler",
                              dict(algorithm_type="dpmsolver++", solver_order=2, use_karras_sigmas=True)),
     ("euler", "karras"): ("EulerDiscreteScheduler", dict(use_karras_sigmas=True, timestep_spacing="linspace")),
+    ("dpmpp_2m", "exponential"): ("DPMSolverMultistepScheduler",
+                                  dict(algorithm_type="dpmsolver++", solver_order=2, use_exponential_sigmas=True)),
+    ("euler", "exponential"): ("EulerDiscreteScheduler",
+                               dict(use_exponential_sigmas=True, timestep_spacing="linspace")),
 }
 
 
