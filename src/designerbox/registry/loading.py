@@ -6,6 +6,8 @@ import json
 
 import torch
 
+from designerbox.models.esrgan import RDN
+from designerbox.models.evaluator import EvalEncoder
 from designerbox.pipelines.text_to_image import PixelDiffusion
 from designerbox.registry.files import ModelFileError, verify_files
 from designerbox.registry.manifest import ModelManifest
@@ -36,7 +38,10 @@ def load_pixel_diffusion(manifest: ModelManifest, device: str | torch.device = "
     unet_config = json.loads((folder / "unet" / "config.json").read_text())
     sched = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
     unet = UNet2DConditionModel.from_config(unet_config)
-    weights = load_file(str(folder / "unet" / "diffusion_pytorch_model.safetensors"))
+    weights_path = folder / "unet" / "diffusion_pytorch_model.safetensors"
+    if not weights_path.is_file():
+        raise ModelFileError(f"model {manifest.id} has no weights file: {weights_path} is missing")
+    weights = load_file(str(weights_path))
     check_state_dict(f"model {manifest.id}", unet.state_dict(), weights)
     unet.load_state_dict({k: v.to(dtype) for k, v in weights.items()})
     unet = unet.to(device).eval().requires_grad_(False)
@@ -51,8 +56,54 @@ def load_pixel_diffusion(manifest: ModelManifest, device: str | torch.device = "
                           prediction=manifest.prediction or "eps", device=torch.device(device), dtype=dtype)
 
 
+def load_rdn_upscaler(manifest: ModelManifest, device: str | torch.device = "cpu") -> RDN:
+    """An RDN super-resolution model (installed by `designerbox assets install`): config.json + model.safetensors."""
+    import inspect
+
+    from safetensors.torch import load_file
+
+    folder = manifest.folder
+    verify_files(folder, manifest.files)
+    config = json.loads((folder / "config.json").read_text())
+    valid = set(inspect.signature(RDN).parameters)
+    unknown = sorted(set(config) - valid) if isinstance(config, dict) else "(not a JSON object)"
+    if unknown:
+        raise ModelFileError(f"{folder / 'config.json'} has unknown keys {unknown}; valid keys: {', '.join(sorted(valid))}")
+    net = RDN(**config)
+    if net.scale != manifest.scale:
+        raise ModelFileError(f"model {manifest.id}: config.json says x{net.scale}, the manifest says x{manifest.scale}")
+    weights = load_file(str(folder / "model.safetensors"))
+    check_state_dict(f"model {manifest.id}", net.state_dict(), weights)
+    net.load_state_dict(weights)
+    return net.to(device).eval().requires_grad_(False)
+
+
+def load_evaluator(manifest: ModelManifest, device: str | torch.device = "cpu") -> EvalEncoder:
+    """The DesignerBox evaluator (training/train_evaluator.py exports it): config.json + model.safetensors."""
+    import inspect
+
+    from safetensors.torch import load_file
+
+    folder = manifest.folder
+    verify_files(folder, manifest.files)
+    config = json.loads((folder / "config.json").read_text())
+    valid = set(inspect.signature(EvalEncoder).parameters)
+    unknown = sorted(set(config) - valid) if isinstance(config, dict) else "(not a JSON object)"
+    if unknown:
+        raise ModelFileError(f"{folder / 'config.json'} has unknown keys {unknown}; valid keys: {', '.join(sorted(valid))}")
+    net = EvalEncoder(**config)
+    weights = load_file(str(folder / "model.safetensors"))
+    check_state_dict(f"model {manifest.id}", net.state_dict(), weights)
+    net.load_state_dict({k: v.float() for k, v in weights.items()})
+    return net.to(device).eval().requires_grad_(False)
+
+
 def load_model(manifest: ModelManifest, device: str | torch.device = "cpu"):
     """The loader for a manifest's family and kind."""
     if manifest.kind == "diffusion" and manifest.family == "dbx-pixel-unet":
         return load_pixel_diffusion(manifest, device)
+    if manifest.kind == "upscaler" and manifest.family == "isr-rdn":
+        return load_rdn_upscaler(manifest, device)
+    if manifest.kind == "evaluator" and manifest.family == "dbx-eval":
+        return load_evaluator(manifest, device)
     raise ModelFileError(f"model {manifest.id}: no loader for kind {manifest.kind!r}, family {manifest.family!r} yet")

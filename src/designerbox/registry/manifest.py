@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-KINDS = ("diffusion", "gan", "upscaler", "filter", "style", "detector", "segmenter")
+KINDS = ("diffusion", "gan", "upscaler", "filter", "style", "detector", "segmenter", "evaluator")
 
 
 class ModelFile(BaseModel):
@@ -33,7 +33,9 @@ class ModelManifest(BaseModel):
     description: str = ""
     good_at: list[str] = []
     licence: str
-    native_size: tuple[int, int] = Field(description="(width, height) the model was trained at")
+    native_size: tuple[int, int] | None = Field(None, description="(width, height) a diffusion or GAN model was "
+                                                "trained at; required for those kinds")
+    scale: int | None = Field(None, ge=1, le=16, description="upscalers: output side / input side; required for them")
     min_size: int = Field(16, description="smallest side it draws directly")
     max_size: int = Field(4096, description="largest side it draws directly; larger is drawn natively and resized")
     size_multiple: int = 8
@@ -46,6 +48,14 @@ class ModelManifest(BaseModel):
 
     _folder: Path | None = PrivateAttr(None)
     _builtin: bool = PrivateAttr(False)
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> "ModelManifest":
+        if self.kind in ("diffusion", "gan") and self.native_size is None:
+            raise ValueError(f"a {self.kind} model needs native_size, the (width, height) it was trained at")
+        if self.kind == "upscaler" and self.scale is None:
+            raise ValueError("an upscaler needs scale, its output side divided by its input side (e.g. 4)")
+        return self
 
     @property
     def folder(self) -> Path:

@@ -15,8 +15,8 @@ WEIGHTS = "unet/diffusion_pytorch_model.safetensors"
 HASHED = [WEIGHTS, "unet/config.json", "scheduler/scheduler_config.json"]
 
 
-def update_manifest_files(model_dir: Path) -> None:
-    """Record the sha256 and size of the model folder's files in its manifest.json (weights first)."""
+def update_manifest_files(model_dir: Path, names: list[str] = HASHED) -> None:
+    """Record the sha256 and size of the model folder's files (`names`, weights first) in its manifest.json."""
     from designerbox.registry.files import file_sha256
 
     model_dir = Path(model_dir)
@@ -25,7 +25,7 @@ def update_manifest_files(model_dir: Path) -> None:
         return
     manifest = json.loads(path.read_text())
     manifest["files"] = [{"path": n, "sha256": file_sha256(model_dir / n), "bytes": (model_dir / n).stat().st_size}
-                         for n in HASHED if (model_dir / n).exists()]
+                         for n in names if (model_dir / n).exists()]
     path.with_suffix(".tmp").write_text(json.dumps(manifest, indent=2) + "\n")
     path.with_suffix(".tmp").replace(path)
 

@@ -69,24 +69,30 @@ def load_training_set(cfg: TrainConfig, device: torch.device, log=print):
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1  # (N, 3, S, S)
     if x.shape[-1] != cfg.resolution:
         x = F.interpolate(x, size=cfg.resolution, mode="area")
-    cache = Path(cfg.data) / "text_minilm_pooled.safetensors"
+    text = pooled_captions(Path(cfg.data), meta, log)
+    log(f"training set: {len(x)} images at {cfg.resolution}px, {text['pooled'].shape[1]} captions each")
+    return x.to(device), text["pooled"].to(device), text["empty"].to(device)
+
+
+def pooled_captions(data: Path, meta: list[dict], log=print) -> dict[str, torch.Tensor]:
+    """{"pooled": (N, V, 384) MiniLM embeddings of every caption variant, "empty": (384,) of ""},
+    cached in the dataset folder and keyed by a checksum of the captions (shared by every recipe)."""
+    cache = Path(data) / "text_minilm_pooled.safetensors"
     captions = [c for m in meta for c in m["captions"]]
     n_var = len(meta[0]["captions"])
     key = str(zlib.crc32("\n".join(captions).encode()))
     if cache.exists() and load_file(str(cache)).get("key", torch.zeros(1)).item() == int(key) and \
             load_file(str(cache))["pooled"].shape[0] == len(meta):
-        text = load_file(str(cache))
-    else:
-        from designerbox.registry.text_encoders import load_minilm
+        return load_file(str(cache))
+    from designerbox.registry.text_encoders import load_minilm
 
-        log(f"embedding {len(captions)} captions with all-MiniLM-L6-v2 ...")
-        encoder = load_minilm("cpu")
-        pooled = torch.cat([encoder(captions[i:i + 512])[1] for i in range(0, len(captions), 512)])
-        text = {"pooled": pooled.view(len(meta), n_var, -1).contiguous(), "empty": encoder([""])[1][0],
-                "key": torch.tensor([int(key)])}
-        save_file(text, str(cache))
-    log(f"training set: {len(x)} images at {cfg.resolution}px, {n_var} captions each")
-    return x.to(device), text["pooled"].to(device), text["empty"].to(device)
+    log(f"embedding {len(captions)} captions with all-MiniLM-L6-v2 ...")
+    encoder = load_minilm("cpu")
+    pooled = torch.cat([encoder(captions[i:i + 512])[1] for i in range(0, len(captions), 512)])
+    text = {"pooled": pooled.view(len(meta), n_var, -1).contiguous(), "empty": encoder([""])[1][0],
+            "key": torch.tensor([int(key)])}
+    save_file(text, str(cache))
+    return text
 
 
 def build_unet(model_dir: Path):
