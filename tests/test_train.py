@@ -5,6 +5,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from designerbox.registry.discovery import Registry
 from designerbox.registry.loading import load_model
@@ -60,3 +61,26 @@ def test_export_from_run(dataset, tiny_model_dir, tmp_path):
     assert state["step"] == 2
     assert json.loads((model_dir / "manifest.json").read_text())["files"][0]["sha256"] != \
         json.loads((tiny_model_dir / "manifest.json").read_text())["files"][0]["sha256"]
+
+
+def test_shard_round_trip_and_training_from_it(dataset, tiny_model_dir, tmp_path):
+    from designerbox.training.shard import load_shard, write_shard
+    from designerbox.training.train_diffusion import load_training_set
+
+    info = write_shard(dataset, tmp_path / "shard", resolution=16, log=lambda *_: None)
+    assert info["images"] == 11 and info["resolution"] == 16 and info["captions_per_image"] == 3
+    images, pooled, empty = load_shard(tmp_path / "shard")
+    assert images.shape == (11, 16, 16, 3) and images.dtype == np.uint8 and pooled.shape == (11, 3, 384)
+    cfg = TrainConfig(data=str(dataset), model_dir=str(tiny_model_dir), run_dir=str(tmp_path / "r"), resolution=16)
+    x_full, pooled_full, empty_full = load_training_set(cfg, torch.device("cpu"), log=lambda *_: None)
+    # int8 embeddings stay within 1% (cosine) of the float ones; images within rounding
+    assert torch.nn.functional.cosine_similarity(pooled, pooled_full, dim=-1).min() > 0.99
+    x_shard, _, _ = load_training_set(TrainConfig(**{**cfg.__dict__, "data": str(tmp_path / "shard")}),
+                                      torch.device("cpu"), log=lambda *_: None)
+    assert (x_shard - x_full).abs().max() <= 1 / 127.5 + 1e-6
+    assert torch.equal(empty, empty_full)
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model_dir)
+    state = train(TrainConfig(data=str(tmp_path / "shard"), model_dir=str(model_dir), run_dir=str(tmp_path / "run"),
+                              max_steps=2, batch_size=4, resolution=16), log=lambda *_: None)
+    assert state["step"] == 2

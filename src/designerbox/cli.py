@@ -227,6 +227,12 @@ def cmd_data(args) -> int:
     from designerbox.settings import Settings
     from designerbox.training import data
 
+    if args.action == "shard":
+        from designerbox.training.shard import write_shard
+
+        print(json.dumps(write_shard(Path(args.data), Path(args.out), resolution=args.resolution), indent=2))
+        return 0
+
     sources = tuple(args.sources.split(",")) if args.sources else data.DEFAULT_SOURCES
     stats = data.build(Path(args.out), Settings.from_env().home / "cache", sources=sources, size=args.size)
     print(json.dumps(stats, indent=2))
@@ -330,6 +336,10 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--out", default="data/emoji-v0")
     db.add_argument("--sources", help="comma-separated subset of: fluent3d, noto, twemoji, fluent-flat, openclipart")
     db.add_argument("--size", type=int, default=64)
+    ds = dsub.add_parser("shard", help="a compact training shard (images + caption embeddings) for a GPU machine")
+    ds.add_argument("--data", default="data/emoji-v0")
+    ds.add_argument("--out", default="shard/emoji-v0-32")
+    ds.add_argument("--resolution", type=int, default=32)
     d.set_defaults(func=cmd_data)
 
     t = sub.add_parser("train", help="train the built-in diffusion model (resumable)")

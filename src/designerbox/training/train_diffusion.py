@@ -62,16 +62,25 @@ def pick_device(name: str) -> torch.device:
 
 
 def load_training_set(cfg: TrainConfig, device: torch.device, log=print):
-    """Images as (N, 3, R, R) in [-1, 1] and pooled caption embeddings (N, V, 384), plus the empty one."""
-    images, meta = dataset.load(Path(cfg.data))
-    keep = np.array([m["split"] == "train" for m in meta])
-    images, meta = images[keep], [m for m, k in zip(meta, keep) if k]
+    """Images as (N, 3, R, R) in [-1, 1] and pooled caption embeddings (N, V, 384), plus the empty one.
+
+    From a dataset folder (training.data, captions embedded here and cached) or a compact shard
+    (training.shard, embeddings inside: what travels to a GPU machine)."""
+    if (Path(cfg.data) / "shard.json").exists():
+        from designerbox.training.shard import load_shard
+
+        images, pooled, empty = load_shard(Path(cfg.data))
+    else:
+        images, meta = dataset.load(Path(cfg.data))
+        keep = np.array([m["split"] == "train" for m in meta])
+        images, meta = images[keep], [m for m, k in zip(meta, keep) if k]
+        text = pooled_captions(Path(cfg.data), meta, log)
+        pooled, empty = text["pooled"], text["empty"]
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1  # (N, 3, S, S)
     if x.shape[-1] != cfg.resolution:
         x = F.interpolate(x, size=cfg.resolution, mode="area")
-    text = pooled_captions(Path(cfg.data), meta, log)
-    log(f"training set: {len(x)} images at {cfg.resolution}px, {text['pooled'].shape[1]} captions each")
-    return x.to(device), text["pooled"].to(device), text["empty"].to(device)
+    log(f"training set: {len(x)} images at {cfg.resolution}px, {pooled.shape[1]} captions each")
+    return x.to(device), pooled.to(device), empty.to(device)
 
 
 def pooled_captions(data: Path, meta: list[dict], log=print) -> dict[str, torch.Tensor]:
@@ -176,6 +185,8 @@ def train(cfg: TrainConfig, log=print) -> dict:
         log(f"started from {weights} (step {state['step']})")
     if ema is None:
         ema = {k: v.detach().clone().float() for k, v in unet.state_dict().items()}
+    params = [p for _, p in unet.named_parameters()]
+    ema_params = [ema[k] for k, _ in unet.named_parameters()]  # buffers (none in this UNet) stay as loaded
 
     # 3. the noise table (v-prediction) and the min-SNR loss weights
     sched = json.loads((model_dir / "scheduler" / "scheduler_config.json").read_text())
@@ -227,9 +238,8 @@ def train(cfg: TrainConfig, log=print) -> dict:
             torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
             opt.step()
             decay = min(cfg.ema_decay, (1 + state["step"]) / (10 + state["step"]))
-            with torch.no_grad():
-                for k, p in unet.state_dict().items():
-                    ema[k].lerp_(p.float(), 1 - decay) if p.is_floating_point() else ema[k].copy_(p)
+            with torch.no_grad():  # one fused update of every EMA tensor (the loop's overhead on a GPU)
+                torch._foreach_lerp_(ema_params, [p.detach() for p in params], 1 - decay)
             state["step"] += 1
             state["images_seen"] += cfg.batch_size
             state["train_seconds"] = seconds0 + (time.time() - t_start)
