@@ -16,6 +16,8 @@ $(VENV)/.installed: pyproject.toml Makefile
 	touch $@
 
 run: $(VENV)/.installed
+	@$(VENV)/bin/designerbox assets install esrgan-medium-x4 >/dev/null 2>&1 || \
+		echo "note: the x4 upscaler could not be installed (it is fetched with npm); sizes beyond 32x32 are resized with Lanczos" >&2
 	$(VENV)/bin/designerbox generate "$(PROMPT)" $(ARGS) -o outputs
 
 test: $(VENV)/.installed

@@ -137,3 +137,36 @@ def test_progress_reports_every_step(studio):
     designerbox.generate("a rocket", studio=studio, seed=1, save=False, progress=seen.append, **FAST)
     assert [s["i"] for s in seen] == [0, 1, 2] and all(s["total"] == 3 for s in seen)
     assert seen[-1]["denoised"].shape == (1, 3, 16, 16)
+
+
+def test_cascade_through_an_upscaler_is_recorded(studio, home):
+    """A tiny random-weight x4 upscaler installed as a user model: 16 -> 64 -> 256 -> resized to 200."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from designerbox.models.esrgan import RDN
+    from designerbox.training.model_folder import update_manifest_files
+
+    folder = home / "models" / "tiny-x4"
+    folder.mkdir(parents=True)
+    config = dict(scale=4, C=1, D=1, G=4, G0=4, kernel_size=3, channels=3)
+    save_file(RDN(**config).state_dict(), str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "manifest.json").write_text(json.dumps({
+        "id": "tiny-x4", "name": "tiny x4", "family": "isr-rdn", "kind": "upscaler", "licence": "MIT", "scale": 4}))
+    update_manifest_files(folder, ["model.safetensors", "config.json"])
+    from designerbox.studio import Studio
+
+    studio = Studio()
+    img = designerbox.generate("a rocket", studio=studio, seed=1, width=200, height=200, save=False, **FAST)[0]
+    assert img.image.size == (200, 200)
+    assert img.record["upscaler"]["id"] == "tiny-x4" and img.record["request"]["upscaler"] == "tiny-x4"
+    assert "upscaled to 64x64 (tiny-x4), upscaled to 256x256 (tiny-x4), resized to 200x200" in img.record["resized"]
+    plain = designerbox.generate("a rocket", studio=studio, seed=1, width=200, height=200, save=False,
+                                 upscaler="none", **FAST)[0]
+    assert plain.record["upscaler"] is None and "upscaled" not in plain.record["resized"]
+    with pytest.raises(RequestError, match="not an upscaler; installed upscalers: tiny-x4"):
+        designerbox.generate("a rocket", studio=studio, upscaler="tiny-test", **FAST)
+    with pytest.raises(UnknownModelError):
+        designerbox.generate("a rocket", studio=studio, upscaler="esrgan-huge", **FAST)

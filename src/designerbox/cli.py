@@ -25,7 +25,7 @@ def _size(text: str) -> tuple[int, int]:
 def _request_options(args) -> dict:
     opts = {"model": args.model, "seed": args.seed, "steps": args.steps, "sampler": args.sampler,
             "schedule": args.schedule, "cfg_scale": args.cfg, "style": args.style, "size_preset": args.preset,
-            "negative_prompt": args.negative, "batch_size": args.n}
+            "negative_prompt": args.negative, "batch_size": args.n, "upscaler": args.upscaler}
     if args.size:
         opts["width"], opts["height"] = args.size
     return {k: v for k, v in opts.items() if v is not None}
@@ -275,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
         g.add_argument("--preset", help="a platform size, e.g. instagram-post")
         g.add_argument("--style", help="a style preset, e.g. 3d, flat, clip-art")
         g.add_argument("--negative", help="negative prompt")
+        g.add_argument("--upscaler", help="upscaler model id for sizes beyond the model's, or 'none'")
 
     g = sub.add_parser("generate", help="text to image")
     g.add_argument("prompt", nargs="?")

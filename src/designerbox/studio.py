@@ -9,13 +9,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from designerbox.jobs.generate import GeneratedImage, run_generation
+from designerbox.jobs.generate import GeneratedImage, RequestError, run_generation
 from designerbox.jobs.schema import GenerationRequest
 from designerbox.registry.cache import ModelCache
 from designerbox.registry.discovery import Registry
 from designerbox.registry.loading import load_model
 from designerbox.settings import Settings
 from designerbox.store.gallery import Gallery
+
+
+PREFERRED_UPSCALERS = ("esrgan-medium-x4", "esrgan-slim-x4")
 
 
 class Studio:
@@ -36,11 +39,28 @@ class Studio:
         manifest = self.registry.get(model_id)
         return manifest, self.cache.get((manifest.id, self.device), lambda: load_model(manifest, self.device))
 
+    def upscaler(self, choice: str | None):
+        """(manifest, network) of the upscaler a request asks for; None for "none" or when none is installed.
+
+        choice None picks the first installed of PREFERRED_UPSCALERS, else any installed upscaler."""
+        if choice == "none":
+            return None
+        installed = {m.id: m for m in self.registry.list(kind="upscaler")}
+        if choice is None:
+            if not installed:
+                return None
+            choice = next((u for u in PREFERRED_UPSCALERS if u in installed), next(iter(installed)))
+        elif choice not in installed:
+            self.registry.get(choice)  # unknown ids raise with the installed models listed
+            raise RequestError(f"model {choice!r} is not an upscaler; installed upscalers: "
+                               f"{', '.join(installed) or 'none (see `designerbox assets list`)'}, or 'none'")
+        return self.model(choice)
+
     def generate(self, request: GenerationRequest, progress: Callable[[dict], None] | None = None,
                  save: bool = True) -> list[GeneratedImage]:
         """Run one request; every image goes into the gallery unless save is False."""
         manifest, model = self.model(request.model)
-        images = run_generation(request, manifest, model, progress=progress)
+        images = run_generation(request, manifest, model, progress=progress, upscaler=self.upscaler(request.upscaler))
         if save:
             for img in images:
                 row = self.gallery.add(img.png, img.record)

@@ -35,8 +35,10 @@ class GeneratedImage:
     path: str | None = None    # where the caller wrote it
 
 
-def resolve(req: GenerationRequest, manifest: ModelManifest) -> ResolvedRequest:
-    """Fill every field the request left open from the model's manifest; check it fits the model."""
+def resolve(req: GenerationRequest, manifest: ModelManifest, upscaler: str = "none") -> ResolvedRequest:
+    """Fill every field the request left open from the model's manifest; check it fits the model.
+
+    upscaler   the id of the upscaler the caller chose for this request ("none": plain resizing)"""
     if manifest.kind != "diffusion" or manifest.defaults is None:
         raise RequestError(f"model {manifest.id!r} is a {manifest.kind} model, not a text-to-image model")
     if req.style is not None:
@@ -56,7 +58,8 @@ def resolve(req: GenerationRequest, manifest: ModelManifest) -> ResolvedRequest:
         prompt=req.prompt, negative_prompt=req.negative_prompt, model=manifest.id, width=width, height=height,
         size_preset=req.size_preset, steps=req.steps or d.steps, sampler=req.sampler or d.sampler,
         schedule=req.schedule or d.schedule, cfg_scale=d.cfg_scale if req.cfg_scale is None else req.cfg_scale,
-        seed=secrets.randbelow(2**32) if req.seed is None else req.seed, batch_size=req.batch_size, style=req.style)
+        seed=secrets.randbelow(2**32) if req.seed is None else req.seed, batch_size=req.batch_size, style=req.style,
+        upscaler=upscaler)
 
 
 def draw_size(r: ResolvedRequest, manifest: ModelManifest) -> tuple[int, int]:
@@ -86,10 +89,15 @@ def versions() -> dict[str, str]:
 
 
 def run_generation(req: GenerationRequest, manifest: ModelManifest, model,
-                   progress: Callable[[dict], None] | None = None) -> list[GeneratedImage]:
-    """Draw the images of one request with an already loaded model; returns them with their records."""
+                   progress: Callable[[dict], None] | None = None,
+                   upscaler: tuple[ModelManifest, object] | None = None) -> list[GeneratedImage]:
+    """Draw the images of one request with an already loaded model; returns them with their records.
+
+    upscaler   (manifest, loaded network) of a super-resolution model for sizes beyond the drawn
+               size (a cascade), or None to resize with Lanczos alone
+    """
     t0 = time.time()
-    r = resolve(req, manifest)
+    r = resolve(req, manifest, upscaler[0].id if upscaler else "none")
     # 1. the style preset turns the prompt into what the text encoder sees
     prompt, negative = r.prompt, r.negative_prompt
     if r.style is not None:
@@ -100,17 +108,23 @@ def run_generation(req: GenerationRequest, manifest: ModelManifest, model,
     callback = (lambda info: progress(dict(info, total=r.steps))) if progress else None
     images = text_to_image(model, prompt, negative, width=dw, height=dh, steps=r.steps, sampler=r.sampler,
                            schedule=r.schedule, cfg_scale=r.cfg_scale, seeds=seeds, callback=callback)
-    seconds = round(time.time() - t0, 3)
+    enlarge = None
+    if upscaler is not None:
+        from designerbox.pipelines.upscale import upscale
+
+        enlarge = lambda im: upscale(upscaler[1], im)  # noqa: E731
     out = []
     for i, (img, seed) in enumerate(zip(to_pil(images), seeds)):
         note = None
         if (dw, dh) != (r.width, r.height):
-            img, note = fit_to_size(img, r.width, r.height)
+            img, note = fit_to_size(img, r.width, r.height, enlarge, upscaler[0].id if upscaler else "")
+        seconds = round(time.time() - t0, 3)
         record = {
             "request": r.model_dump(), "seed": seed, "batch_index": i,
             "conditioning": {"prompt": prompt, "negative_prompt": negative},
             "model": {"id": manifest.id, "name": manifest.name, "family": manifest.family,
                       "sha256": manifest.weights_sha256, "hash": manifest.short_hash, "licence": manifest.licence},
+            "upscaler": {"id": upscaler[0].id, "sha256": upscaler[0].weights_sha256} if upscaler else None,
             "native_size": [dw, dh], "output_size": [r.width, r.height], "resized": note,
             "device": str(model.device), "dtype": str(model.dtype).removeprefix("torch."),
             "seconds": seconds, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -35,6 +35,8 @@ class GenerationRequest(BaseModel):
     seed: int | None = Field(None, ge=0, le=MAX_SEED, description="random when omitted; recorded")
     batch_size: int = Field(1, ge=1, le=16)
     style: str | None = Field(None, description="a style preset id")
+    upscaler: str | None = Field(None, description="upscaler model id for sizes beyond what the model draws; "
+                                 "'none' for plain resizing; omitted: the best one installed")
 
     @field_validator("prompt")
     @classmethod
@@ -91,3 +93,4 @@ class ResolvedRequest(BaseModel):
     seed: int
     batch_size: int
     style: str | None
+    upscaler: str = "none"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 from PIL import Image
 
@@ -13,16 +15,23 @@ def edge_colour(img: Image.Image) -> tuple[int, int, int]:
     return tuple(int(c) for c in np.median(border, axis=0))
 
 
-def fit_to_size(img: Image.Image, width: int, height: int) -> tuple[Image.Image, str]:
-    """Scale to fit inside width x height (Lanczos), pad the rest with the edge colour.
+def fit_to_size(img: Image.Image, width: int, height: int, upscale: Callable[[Image.Image], Image.Image] | None = None,
+                upscaler_name: str = "") -> tuple[Image.Image, str]:
+    """Scale to fit inside width x height, pad the rest with the edge colour.
 
+    With an `upscale` function (a x2/x4 super-resolution model) the image is first upscaled while
+    the target is still at least twice as large (the cascade); Lanczos does the rest.
     Returns the image and a note for the record saying what was done.
     """
     w0, h0 = img.size
-    scale = min(width / w0, height / h0)
-    w1, h1 = max(1, round(w0 * scale)), max(1, round(h0 * scale))
-    scaled = img.resize((w1, h1), Image.LANCZOS)
-    note = f"drawn at {w0}x{h0}, resized to {w1}x{h1} (lanczos)"
+    note = f"drawn at {w0}x{h0}"
+    while upscale is not None and min(width / img.width, height / img.height) >= 2:
+        img = upscale(img)
+        note += f", upscaled to {img.width}x{img.height} ({upscaler_name})"
+    scale = min(width / img.width, height / img.height)
+    w1, h1 = max(1, round(img.width * scale)), max(1, round(img.height * scale))
+    scaled = img.resize((w1, h1), Image.LANCZOS) if (w1, h1) != img.size else img
+    note += f", resized to {w1}x{h1} (lanczos)"
     if (w1, h1) == (width, height):
         return scaled, note
     colour = edge_colour(img)
