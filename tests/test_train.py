@@ -63,6 +63,15 @@ def test_export_from_run(dataset, tiny_model_dir, tmp_path):
         json.loads((tiny_model_dir / "manifest.json").read_text())["files"][0]["sha256"]
 
 
+def test_six_bit_packing_round_trips():
+    from designerbox.training.shard import pack6, unpack6
+
+    q = np.random.default_rng(0).integers(-31, 32, size=(5, 384)).astype(np.int8)
+    packed = pack6(q)
+    assert packed.shape == (5, 288) and packed.dtype == np.uint8
+    assert np.array_equal(unpack6(packed), q)
+
+
 def test_shard_round_trip_and_training_from_it(dataset, tiny_model_dir, tmp_path):
     from designerbox.training.shard import load_shard, write_shard
     from designerbox.training.train_diffusion import load_training_set
@@ -73,7 +82,7 @@ def test_shard_round_trip_and_training_from_it(dataset, tiny_model_dir, tmp_path
     assert images.shape == (11, 16, 16, 3) and images.dtype == np.uint8 and pooled.shape == (11, 3, 384)
     cfg = TrainConfig(data=str(dataset), model_dir=str(tiny_model_dir), run_dir=str(tmp_path / "r"), resolution=16)
     x_full, pooled_full, empty_full = load_training_set(cfg, torch.device("cpu"), log=lambda *_: None)
-    # int8 embeddings stay within 1% (cosine) of the float ones; images within rounding
+    # 6-bit embeddings stay within 1% (cosine) of the float ones; images within rounding
     assert torch.nn.functional.cosine_similarity(pooled, pooled_full, dim=-1).min() > 0.99
     x_shard, _, _ = load_training_set(TrainConfig(**{**cfg.__dict__, "data": str(tmp_path / "shard")}),
                                       torch.device("cpu"), log=lambda *_: None)

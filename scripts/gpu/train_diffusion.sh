@@ -15,13 +15,15 @@ set -euo pipefail
 MINUTES=${1:-8}
 BATCH=${2:-256}
 LR=${3:-1e-3}
+MODEL=${MODEL:-dbx-emoji-v0}        # the weights folder under src/designerbox/weights/ to continue
+DATA=${DATA:-shard/emoji-v0-32}     # the shard built by `designerbox data shard`
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
-rm -rf /tmp/model && cp -r src/designerbox/weights/dbx-emoji-v0 /tmp/model
+rm -rf /tmp/model && cp -r "src/designerbox/weights/$MODEL" /tmp/model
 python3 - <<PY 2>&1 | tee "$OUT/train.log"
 from designerbox.training.train_diffusion import TrainConfig, train
-train(TrainConfig(data="shard/emoji-v0-32", model_dir="/tmp/model", run_dir="/tmp/run", minutes=$MINUTES,
+train(TrainConfig(data="$DATA", model_dir="/tmp/model", run_dir="/tmp/run", minutes=$MINUTES,
                   batch_size=$BATCH, lr=$LR, device="${DEVICE:-cuda}", checkpoint_minutes=1000, log_every=500))
 PY
 mkdir -p "$OUT/model"

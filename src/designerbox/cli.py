@@ -234,8 +234,11 @@ def cmd_data(args) -> int:
         return 0
 
     sources = tuple(args.sources.split(",")) if args.sources else data.DEFAULT_SOURCES
-    stats = data.build(Path(args.out), Settings.from_env().home / "cache", sources=sources, size=args.size)
-    print(json.dumps(stats, indent=2))
+    stats = data.build(Path(args.out), Settings.from_env().home / "cache", sources=sources, size=args.size,
+                       limit=args.limit, iconify_per_set=args.iconify_per_set, iconify_total=args.iconify_total,
+                       n_avatars=args.avatars, seed=args.seed)
+    print(data.summary(stats))
+    print(f"all counts: {Path(args.out) / 'stats.json'}")
     return 0
 
 
@@ -334,9 +337,15 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("data", help="training data")
     dsub = d.add_subparsers(dest="action", required=True)
     db = dsub.add_parser("build", help="fetch the labelled image sets and write the captioned dataset")
-    db.add_argument("--out", default="data/emoji-v0")
-    db.add_argument("--sources", help="comma-separated subset of: fluent3d, noto, twemoji, fluent-flat, openclipart")
+    db.add_argument("--out", default="data/full-v1")
+    db.add_argument("--sources", help="comma-separated subset of: fluent3d, noto, twemoji, fluent-flat, openclipart, "
+                                      "fluent-color, iconify, avatars (default: all)")
     db.add_argument("--size", type=int, default=64)
+    db.add_argument("--limit", type=int, help="at most this many images per source (quick trials)")
+    db.add_argument("--iconify-per-set", type=int, default=1500, help="at most this many icons per iconify set")
+    db.add_argument("--iconify-total", type=int, default=20000, help="at most this many iconify icons in all")
+    db.add_argument("--avatars", type=int, default=3000, help="how many avatars to draw")
+    db.add_argument("--seed", type=int, default=0, help="seed of the avatar attributes")
     ds = dsub.add_parser("shard", help="a compact training shard (images + caption embeddings) for a GPU machine")
     ds.add_argument("--data", default="data/emoji-v0")
     ds.add_argument("--out", default="shard/emoji-v0-32")

@@ -158,7 +158,9 @@ def train(cfg: TrainConfig, log=print) -> dict:
         torch.set_num_threads(cfg.threads)
     model_dir, run_dir = Path(cfg.model_dir), Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)  # on the device: no host work per step
 
     # 1. data and text embeddings
     x_all, text_all, empty = load_training_set(cfg, device, log)
@@ -217,14 +219,14 @@ def train(cfg: TrainConfig, log=print) -> dict:
     with (run_dir / "log.jsonl").open("a") as log_file:
         while time.time() - t_start < cfg.minutes * 60 and not (cfg.max_steps and state["step"] >= cfg.max_steps):
             step_t0 = time.time()
-            idx = torch.randint(0, n, (cfg.batch_size,), generator=gen).to(device)
-            var = torch.randint(0, n_var, (cfg.batch_size,), generator=gen).to(device)
+            idx = torch.randint(0, n, (cfg.batch_size,), generator=gen, device=device)
+            var = torch.randint(0, n_var, (cfg.batch_size,), generator=gen, device=device)
             x0 = x_all[idx]                                                 # (B, 3, R, R)
             cond = text_all[idx, var]                                       # (B, 384)
-            drop = (torch.rand(cfg.batch_size, generator=gen) < cfg.cond_drop).to(device)
+            drop = torch.rand(cfg.batch_size, generator=gen, device=device) < cfg.cond_drop
             cond = torch.where(drop[:, None], empty[None], cond)
-            t = torch.randint(0, n_t, (cfg.batch_size,), generator=gen).to(device)
-            noise = torch.randn(x0.shape, generator=gen).to(device)
+            t = torch.randint(0, n_t, (cfg.batch_size,), generator=gen, device=device)
+            noise = torch.randn(x0.shape, generator=gen, device=device)
             a, s = ab[t].sqrt()[:, None, None, None], (1 - ab[t]).sqrt()[:, None, None, None]
             x_t = a * x0 + s * noise                                        # q(x_t | x_0)
             v = a * noise - s * x0                                          # the v target
@@ -243,9 +245,9 @@ def train(cfg: TrainConfig, log=print) -> dict:
             state["step"] += 1
             state["images_seen"] += cfg.batch_size
             state["train_seconds"] = seconds0 + (time.time() - t_start)
-            losses.append(loss.item())
+            losses.append(loss.detach())  # no host sync per step; averaged when logged
             if state["step"] % cfg.log_every == 0:
-                row = {"step": state["step"], "loss": round(sum(losses) / len(losses), 5),
+                row = {"step": state["step"], "loss": round(torch.stack(losses).mean().item(), 5),
                        "img_per_s": round(cfg.batch_size / (time.time() - step_t0), 1),
                        "minutes": round((time.time() - t_start) / 60, 2)}
                 log_file.write(json.dumps(row) + "\n")
