@@ -144,6 +144,12 @@ def test_eval_command_end_to_end(home, shapes, tmp_path, capsys):
     assert r["originality"]["train_pairs"]["sample"] == 32
     assert "caption retrieval top-1" in format_table(r)
 
+    # sampling settings other than the model's defaults are used and recorded
+    code = main(["eval", "tiny-test", "--n", "3", "--evaluator", "tiny-eval", "--data", str(shapes),
+                 "--steps", "3", "--cfg", "2.5", "--sampler", "euler", "--json"])
+    m = json.loads(capsys.readouterr().out)["model"]
+    assert code == 0 and (m["steps"], m["cfg_scale"], m["sampler"]) == (3, 2.5, "euler")
+
     code = main(["eval", "tiny-test", "--n", "3", "--evaluator", "tiny-test", "--data", str(shapes)])
     assert code == 2 and "not an evaluator; installed evaluators: dbx-eval-v0, tiny-eval" in capsys.readouterr().err
     code = main(["eval", "tiny-test", "--n", "9", "--evaluator", "tiny-eval", "--data", str(shapes)])

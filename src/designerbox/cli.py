@@ -257,8 +257,10 @@ def cmd_eval(args) -> int:
     from designerbox.training.evaluate import evaluate, format_table
 
     quiet = args.json
+    sampling = {k: v for k, v in (("steps", args.steps), ("sampler", args.sampler), ("schedule", args.schedule),
+                                  ("cfg_scale", args.cfg)) if v is not None}
     result = evaluate(Studio(), args.model, evaluator_id=args.evaluator, data=Path(args.data), n=args.n,
-                      seed=args.seed, log=(lambda _: None) if quiet else (lambda m: print(m, file=sys.stderr)))
+                      seed=args.seed, sampling=sampling, log=(lambda _: None) if quiet else (lambda m: print(m, file=sys.stderr)))
     print(json.dumps(result, indent=2) if args.json else format_table(result))
     return 0
 
@@ -371,6 +373,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0, help="image i is drawn with seed S + i")
     e.add_argument("--evaluator", default="dbx-eval-v0", help="the evaluator model id")
     e.add_argument("--data", default="data/emoji-v0", help="the dataset folder (held-out and training images)")
+    e.add_argument("--steps", type=int, help="sampling steps (default: the model's)")
+    e.add_argument("--sampler", help="euler, euler_a, heun, dpmpp_2m, dpmpp_2m_sde, ddim (default: the model's)")
+    e.add_argument("--schedule", help="karras, exponential, simple (default: the model's)")
+    e.add_argument("--cfg", type=float, help="classifier-free guidance scale (default: the model's)")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_eval)
     return p

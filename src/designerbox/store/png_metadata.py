@@ -59,6 +59,7 @@ def write_atomic(path: Path, data: bytes) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; an image or record is for others to read too
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)

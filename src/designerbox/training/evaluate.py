@@ -150,8 +150,9 @@ def heldout_items(meta: list[dict], n: int) -> tuple[list[int], list[int]]:
 
 
 def generate_images(studio, model_id: str, captions: list[str], seed: int,
-                    log: Callable[[str], None] = print) -> tuple[np.ndarray, dict]:
-    """One image per caption at the model's native size and defaults, seed + i; uint8 (n, H, W, 3)."""
+                    log: Callable[[str], None] = print, sampling: dict | None = None) -> tuple[np.ndarray, dict]:
+    """One image per caption at the model's native size and defaults (or `sampling`: steps, sampler,
+    schedule, cfg_scale), seed + i; uint8 (n, H, W, 3)."""
     from designerbox.jobs.schema import GenerationRequest
 
     manifest = studio.registry.get(model_id)
@@ -162,7 +163,8 @@ def generate_images(studio, model_id: str, captions: list[str], seed: int,
     width, height = manifest.native_size
     images, record = [], {}
     for i, caption in enumerate(captions):
-        request = GenerationRequest(prompt=caption, model=model_id, seed=seed + i, width=width, height=height)
+        request = GenerationRequest(prompt=caption, model=model_id, seed=seed + i, width=width, height=height,
+                                    **(sampling or {}))
         out = studio.generate(request, save=False)[0]
         images.append(np.asarray(out.image.convert("RGB")))
         record = out.record
@@ -184,7 +186,7 @@ def load_evaluator(studio, evaluator_id: str):
 
 
 def evaluate(studio, model_id: str, *, evaluator_id: str = DEFAULT_EVALUATOR, data: Path = Path("data/emoji-v0"),
-             n: int = 100, seed: int = 0, reference_sample: int = 1000,
+             n: int = 100, seed: int = 0, reference_sample: int = 1000, sampling: dict | None = None,
              log: Callable[[str], None] = print) -> dict:
     """The whole benchmark for one text-to-image model; returns a JSON-ready dict."""
     from designerbox.registry.text_encoders import shared_minilm
@@ -203,7 +205,7 @@ def evaluate(studio, model_id: str, *, evaluator_id: str = DEFAULT_EVALUATOR, da
     device = studio.device
 
     # 2. draw one image per caption with the model under test
-    generated, model_info = generate_images(studio, model_id, captions, seed, log)
+    generated, model_info = generate_images(studio, model_id, captions, seed, log, sampling)
     t_generate = time.time() - t0
 
     # 3. features: captions (MiniLM), generated, held-out real, floor real, all training images
