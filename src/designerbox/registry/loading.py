@@ -6,8 +6,11 @@ import json
 
 import torch
 
+from designerbox.models.cyclegan import ResnetGenerator
 from designerbox.models.esrgan import RDN
 from designerbox.models.evaluator import EvalEncoder
+from designerbox.models.gan import Generator
+from designerbox.pipelines.gan_generate import TextGAN
 from designerbox.pipelines.text_to_image import PixelDiffusion
 from designerbox.registry.files import ModelFileError, verify_files
 from designerbox.registry.manifest import ModelManifest
@@ -78,6 +81,27 @@ def load_rdn_upscaler(manifest: ModelManifest, device: str | torch.device = "cpu
     return net.to(device).eval().requires_grad_(False)
 
 
+def load_cyclegan_filter(manifest: ModelManifest, device: str | torch.device = "cpu") -> ResnetGenerator:
+    """A CycleGAN generator used as a filter (installed by `designerbox assets install vintage-photo`):
+    config.json + model.safetensors (float16 or float32 on disk; run in float32)."""
+    import inspect
+
+    from safetensors.torch import load_file
+
+    folder = manifest.folder
+    verify_files(folder, manifest.files)
+    config = json.loads((folder / "config.json").read_text())
+    valid = set(inspect.signature(ResnetGenerator).parameters)
+    unknown = sorted(set(config) - valid) if isinstance(config, dict) else "(not a JSON object)"
+    if unknown:
+        raise ModelFileError(f"{folder / 'config.json'} has unknown keys {unknown}; valid keys: {', '.join(sorted(valid))}")
+    net = ResnetGenerator(**config)
+    weights = load_file(str(folder / "model.safetensors"))
+    check_state_dict(f"model {manifest.id}", net.state_dict(), weights)
+    net.load_state_dict({k: v.float() for k, v in weights.items()})
+    return net.to(device).eval().requires_grad_(False)
+
+
 def load_evaluator(manifest: ModelManifest, device: str | torch.device = "cpu") -> EvalEncoder:
     """The DesignerBox evaluator (training/train_evaluator.py exports it): config.json + model.safetensors."""
     import inspect
@@ -98,12 +122,44 @@ def load_evaluator(manifest: ModelManifest, device: str | torch.device = "cpu") 
     return net.to(device).eval().requires_grad_(False)
 
 
+def load_text_gan(manifest: ModelManifest, device: str | torch.device = "cpu") -> TextGAN:
+    """A DesignerBox text-conditioned GAN (training/train_gan.py exports it): config.json (Generator
+    kwargs) + model.safetensors (the EMA generator, fp16 on disk; run in fp32)."""
+    import inspect
+
+    from safetensors.torch import load_file
+
+    folder = manifest.folder
+    verify_files(folder, manifest.files)
+    config = json.loads((folder / "config.json").read_text())
+    valid = set(inspect.signature(Generator).parameters)
+    unknown = sorted(set(config) - valid) if isinstance(config, dict) else "(not a JSON object)"
+    if unknown:
+        raise ModelFileError(f"{folder / 'config.json'} has unknown keys {unknown}; valid keys: {', '.join(sorted(valid))}")
+    net = Generator(**config)
+    if [net.resolution] * 2 != list(manifest.native_size):
+        raise ModelFileError(f"model {manifest.id}: config.json draws {net.resolution}px, the manifest says "
+                             f"native_size {list(manifest.native_size)}")
+    if manifest.text_encoder != "all-minilm-l6-v2":
+        raise ModelFileError(f"model {manifest.id} asks for text encoder {manifest.text_encoder!r}; "
+                             "dbx-gan models use 'all-minilm-l6-v2'")
+    weights = load_file(str(folder / "model.safetensors"))
+    check_state_dict(f"model {manifest.id}", net.state_dict(), weights)
+    net.load_state_dict({k: v.float() for k, v in weights.items()})
+    net = net.to(device).eval().requires_grad_(False)
+    return TextGAN(generator=net, text_encoder=shared_minilm(str(device)), device=torch.device(device))
+
+
 def load_model(manifest: ModelManifest, device: str | torch.device = "cpu"):
     """The loader for a manifest's family and kind."""
     if manifest.kind == "diffusion" and manifest.family == "dbx-pixel-unet":
         return load_pixel_diffusion(manifest, device)
     if manifest.kind == "upscaler" and manifest.family == "isr-rdn":
         return load_rdn_upscaler(manifest, device)
+    if manifest.kind == "gan" and manifest.family == "dbx-gan":
+        return load_text_gan(manifest, device)
+    if manifest.kind == "filter" and manifest.family == "cyclegan-resnet":
+        return load_cyclegan_filter(manifest, device)
     if manifest.kind == "evaluator" and manifest.family == "dbx-eval":
         return load_evaluator(manifest, device)
     raise ModelFileError(f"model {manifest.id}: no loader for kind {manifest.kind!r}, family {manifest.family!r} yet")
