@@ -3,8 +3,8 @@
     .venv/bin/python bench/cpu_generate.py [--model-dir DIR] [--steps 20] [--repeats N] [--batch 1]
                                            [--threads N] [--json]
 
-What is measured, for the model folder (default: the built-in dbx-emoji-v0) at its manifest's
-defaults (for dbx-emoji-v0: DPM++ 2M, exponential sigmas, 20 steps, cfg 4, 32x32), fp32, on the CPU:
+What is measured, for the model folder (default: the built-in dbx-base-v1) at its manifest's
+defaults (for dbx-base-v1: DPM++ 2M, exponential sigmas, 20 steps, cfg 4, 32x32), fp32, on the CPU:
   (a) ours       designerbox.pipelines.text_to_image.text_to_image, with the model from
                  designerbox.registry.loading.load_pixel_diffusion;
   (b) diffusers  the same weights file loaded by UNet2DConditionModel.from_pretrained(dir,
@@ -54,7 +54,7 @@ from designerbox.registry.files import ModelFileError
 from designerbox.registry.loading import load_pixel_diffusion
 from designerbox.registry.manifest import ModelManifest
 
-BUILTIN = Path(designerbox.__file__).parent / "weights" / "dbx-emoji-v0"
+BUILTIN = Path(designerbox.__file__).parent / "weights" / "dbx-base-v1"
 WEIGHTS = "unet/diffusion_pytorch_model.safetensors"
 PROMPT, NEGATIVE = "a red apple", ""
 FIRST_SEED = 1
@@ -77,7 +77,7 @@ class PrecomputedTextEncoder(torch.nn.Module):
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model-dir", type=Path, default=BUILTIN, help="model folder (default: the built-in dbx-emoji-v0)")
+    p.add_argument("--model-dir", type=Path, default=BUILTIN, help="model folder (default: the built-in dbx-base-v1)")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the manifest's, 20)")
     p.add_argument("--repeats", type=int, default=5, help="timed runs per side and batch size (median reported)")
     p.add_argument("--batch", type=int, default=1, help="images per call for the main figure (batch 4 is always added)")

@@ -151,12 +151,13 @@ def test_eval_command_end_to_end(home, shapes, tmp_path, capsys):
     assert code == 0 and (m["steps"], m["cfg_scale"], m["sampler"]) == (3, 2.5, "euler")
 
     code = main(["eval", "tiny-test", "--n", "3", "--evaluator", "tiny-test", "--data", str(shapes)])
-    assert code == 2 and "not an evaluator; installed evaluators: dbx-eval-v0, tiny-eval" in capsys.readouterr().err
+    assert code == 2 and "not an evaluator; installed evaluators: dbx-eval-v0, dbx-eval-v1, tiny-eval" in capsys.readouterr().err
     code = main(["eval", "tiny-test", "--n", "9", "--evaluator", "tiny-eval", "--data", str(shapes)])
     assert code == 2 and "between 2 and 4" in capsys.readouterr().err
 
 
-def test_builtin_evaluator_loads():
-    net = load_model(Registry().get("dbx-eval-v0"))
+@pytest.mark.parametrize("model_id", ["dbx-eval-v0", "dbx-eval-v1"])
+def test_builtin_evaluator_loads(model_id):
+    net = load_model(Registry().get(model_id))
     z = net(torch.ones(2, 3, 256, 256))  # a white page, at an upscaled size
     assert z.shape == (2, 384) and torch.allclose(z.norm(dim=-1), torch.ones(2), atol=1e-4)

@@ -10,7 +10,8 @@ from designerbox.studio import Studio
 def generate(prompt: str, *, studio: Studio | None = None, progress=None, save: bool = True,
              **options) -> list[GeneratedImage]:
     """Generate images; options are the fields of GenerationRequest (model, width, height, steps,
-    sampler, schedule, cfg_scale, seed, batch_size, style, negative_prompt, size_preset).
+    sampler, schedule, cfg_scale, seed, batch_size, style, negative_prompt, size_preset; truncation
+    for GANs).
 
     Each result has `.image` (PIL), `.record` (what made it) and `.png` (bytes with metadata).
     Pass a `Studio` to reuse loaded models across calls; otherwise one is built from the

@@ -16,6 +16,7 @@ from PIL import Image
 
 from designerbox import presets
 from designerbox.jobs.schema import GenerationRequest, ResolvedRequest
+from designerbox.pipelines.gan_generate import gan_text_to_image
 from designerbox.pipelines.resize import fit_to_size
 from designerbox.pipelines.text_to_image import text_to_image, to_pil
 from designerbox.registry.manifest import ModelManifest
@@ -39,8 +40,9 @@ def resolve(req: GenerationRequest, manifest: ModelManifest, upscaler: str = "no
     """Fill every field the request left open from the model's manifest; check it fits the model.
 
     upscaler   the id of the upscaler the caller chose for this request ("none": plain resizing)"""
-    if manifest.kind != "diffusion" or manifest.defaults is None:
+    if not (manifest.kind == "gan" or (manifest.kind == "diffusion" and manifest.defaults is not None)):
         raise RequestError(f"model {manifest.id!r} is a {manifest.kind} model, not a text-to-image model")
+    check_family_options(req, manifest)
     if req.style is not None:
         presets.get_style(req.style)  # raises with the valid styles
     if req.size_preset is not None:
@@ -53,18 +55,44 @@ def resolve(req: GenerationRequest, manifest: ModelManifest, upscaler: str = "no
     if min(width, height) < manifest.min_size:
         raise RequestError(f"model {manifest.id!r} draws images of at least {manifest.min_size}x{manifest.min_size}; "
                            f"asked for {width}x{height}")
+    seed = secrets.randbelow(2**32) if req.seed is None else req.seed
+    if manifest.kind == "gan":
+        truncation = req.truncation if req.truncation is not None else (manifest.truncation or 1.0)
+        return ResolvedRequest(
+            prompt=req.prompt, negative_prompt="", model=manifest.id, width=width, height=height,
+            size_preset=req.size_preset, steps=None, sampler=None, schedule=None, cfg_scale=None,
+            truncation=truncation, seed=seed, batch_size=req.batch_size, style=req.style, upscaler=upscaler)
     d = manifest.defaults
     return ResolvedRequest(
         prompt=req.prompt, negative_prompt=req.negative_prompt, model=manifest.id, width=width, height=height,
         size_preset=req.size_preset, steps=req.steps or d.steps, sampler=req.sampler or d.sampler,
         schedule=req.schedule or d.schedule, cfg_scale=d.cfg_scale if req.cfg_scale is None else req.cfg_scale,
-        seed=secrets.randbelow(2**32) if req.seed is None else req.seed, batch_size=req.batch_size, style=req.style,
-        upscaler=upscaler)
+        seed=seed, batch_size=req.batch_size, style=req.style, upscaler=upscaler)
+
+
+# request fields that only one family has: a GAN draws in one call from a latent, with no sampler
+DIFFUSION_ONLY = {"steps": "sampling steps", "sampler": "a sampler", "schedule": "a noise schedule",
+                  "cfg_scale": "classifier-free guidance", "negative_prompt": "a negative prompt"}
+GAN_ONLY = {"truncation": "truncation (psi)"}
+
+
+def check_family_options(req: GenerationRequest, manifest: ModelManifest) -> None:
+    """Raise RequestError naming each option the request set that the model's family does not have."""
+    own, other = (DIFFUSION_ONLY, GAN_ONLY) if manifest.kind == "gan" else (GAN_ONLY, DIFFUSION_ONLY)
+    given = [k for k in own if getattr(req, k) not in (None, "")]
+    if given:
+        what = "a GAN: it draws in one network call" if manifest.kind == "gan" else "a diffusion model"
+        names = ", ".join(f"{k}={getattr(req, k)!r} ({own[k]})" for k in given)
+        valid = "truncation" if manifest.kind == "gan" else "steps, sampler, schedule, cfg_scale, negative_prompt"
+        raise RequestError(f"model {manifest.id!r} is {what} and has no {names}; leave "
+                           f"{'it' if len(given) == 1 else 'them'} out (its own options: {valid})")
 
 
 def draw_size(r: ResolvedRequest, manifest: ModelManifest) -> tuple[int, int]:
     """The size the network draws at: the asked size when the model can draw it, else its native size."""
     m = manifest
+    if m.kind == "gan":  # a generator has one output size
+        return m.native_size
     if max(r.width, r.height) <= m.max_size and r.width % m.size_multiple == 0 and r.height % m.size_multiple == 0:
         return r.width, r.height
     return m.native_size
@@ -102,12 +130,19 @@ def run_generation(req: GenerationRequest, manifest: ModelManifest, model,
     prompt, negative = r.prompt, r.negative_prompt
     if r.style is not None:
         prompt, negative = presets.get_style(r.style).apply(prompt, negative)
+    if manifest.kind == "gan":
+        negative = None  # a GAN has no unconditional branch to steer away from
     # 2. draw at a size the network can, then fit to the asked size
     dw, dh = draw_size(r, manifest)
     seeds = [(r.seed + i) % 2**32 for i in range(r.batch_size)]
-    callback = (lambda info: progress(dict(info, total=r.steps))) if progress else None
-    images = text_to_image(model, prompt, negative, width=dw, height=dh, steps=r.steps, sampler=r.sampler,
-                           schedule=r.schedule, cfg_scale=r.cfg_scale, seeds=seeds, callback=callback)
+    if manifest.kind == "gan":
+        images = gan_text_to_image(model, prompt, seeds=seeds, truncation=r.truncation)
+        if progress:
+            progress({"i": 0, "total": 1})
+    else:
+        callback = (lambda info: progress(dict(info, total=r.steps))) if progress else None
+        images = text_to_image(model, prompt, negative, width=dw, height=dh, steps=r.steps, sampler=r.sampler,
+                               schedule=r.schedule, cfg_scale=r.cfg_scale, seeds=seeds, callback=callback)
     enlarge = None
     if upscaler is not None:
         from designerbox.pipelines.upscale import upscale

@@ -2,7 +2,9 @@
 
 `GenerationRequest` is what a user asks for; fields left as None take the chosen model's
 defaults when the request is resolved against its manifest (see jobs/generate.py), and the
-resolved values are what every image's record stores.
+resolved values are what every image's record stores. Some fields belong to one family:
+steps, sampler, schedule, cfg_scale and negative_prompt to diffusion models, truncation to GANs;
+naming one for a model of the other family is an error when the request is resolved.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ class GenerationRequest(BaseModel):
     sampler: str | None = None
     schedule: str | None = None
     cfg_scale: float | None = Field(None, ge=0.0, le=30.0, allow_inf_nan=False)
+    truncation: float | None = Field(None, ge=0.0, le=2.0, allow_inf_nan=False,
+                                     description="GANs only: truncation psi (1: none; lower: more typical images)")
     seed: int | None = Field(None, ge=0, le=MAX_SEED, description="random when omitted; recorded")
     batch_size: int = Field(1, ge=1, le=16)
     style: str | None = Field(None, description="a style preset id")
@@ -86,10 +90,11 @@ class ResolvedRequest(BaseModel):
     width: int
     height: int
     size_preset: str | None
-    steps: int
-    sampler: str
-    schedule: str
-    cfg_scale: float
+    steps: int | None          # None for GANs (one network call)
+    sampler: str | None
+    schedule: str | None
+    cfg_scale: float | None
+    truncation: float | None = None  # GANs only
     seed: int
     batch_size: int
     style: str | None

@@ -43,6 +43,7 @@ class ModelManifest(BaseModel):
     prediction: Literal["eps", "v", "flow"] | None = None
     text_encoder: str | None = None
     defaults: SamplingDefaults | None = None
+    truncation: float | None = Field(None, ge=0, le=2, description="GANs: the default truncation psi (1: none)")
     files: list[ModelFile] = []
     card: str | None = Field(None, description="model card, relative to the model folder")
 

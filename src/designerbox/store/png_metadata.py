@@ -37,6 +37,7 @@ def infotext(record: dict) -> str:
     fields = {
         "Steps": r.get("steps"), "Sampler": A1111_SAMPLERS.get(r.get("sampler"), r.get("sampler")),
         "Schedule type": A1111_SCHEDULES.get(r.get("schedule"), r.get("schedule")), "CFG scale": r.get("cfg_scale"),
+        "Truncation psi": r.get("truncation"),
         "Seed": record.get("seed"), "Size": "{}x{}".format(*record["output_size"]),
         "Model hash": record["model"].get("hash"), "Model": record["model"]["id"],
         "Style": r.get("style"), "Version": f"designerbox {record['versions']['designerbox']}",

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-DEFAULT_EVALUATOR = "dbx-eval-v0"
+DEFAULT_EVALUATOR = "dbx-eval-v1"
 PIXEL_SIZE = 32  # the side at which pixel distances are measured
 
 
@@ -185,7 +185,7 @@ def load_evaluator(studio, evaluator_id: str):
     return studio.model(evaluator_id)
 
 
-def evaluate(studio, model_id: str, *, evaluator_id: str = DEFAULT_EVALUATOR, data: Path = Path("data/emoji-v0"),
+def evaluate(studio, model_id: str, *, evaluator_id: str = DEFAULT_EVALUATOR, data: Path = Path("data/full-v1"),
              n: int = 100, seed: int = 0, reference_sample: int = 1000, sampling: dict | None = None,
              log: Callable[[str], None] = print) -> dict:
     """The whole benchmark for one text-to-image model; returns a JSON-ready dict."""

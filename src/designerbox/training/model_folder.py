@@ -1,4 +1,5 @@
-"""Create and update model folders (manifest.json, unet/, scheduler/) for pixel diffusion models.
+"""Create and update model folders: pixel diffusion models (manifest.json, unet/, scheduler/) and
+GANs (manifest.json, config.json, model.safetensors).
 
 Used to start a new model from a config with random weights (tests use tiny ones) and to record
 file hashes after training writes new weights.
@@ -51,4 +52,35 @@ def create_pixel_model(folder: Path, model_id: str, unet_config: dict, native: i
     } | manifest
     (folder / "manifest.json").write_text(json.dumps(data, indent=2))
     update_manifest_files(folder)
+    return folder
+
+
+GAN_WEIGHTS = "model.safetensors"
+GAN_HASHED = [GAN_WEIGHTS, "config.json"]
+
+
+def create_gan_model(folder: Path, model_id: str, generator_config: dict, seed: int = 0, **manifest) -> Path:
+    """A model folder with a randomly initialised models.gan.Generator (fp16 weights) and its manifest."""
+    from safetensors.torch import save_file
+
+    from designerbox.models.gan import Generator
+
+    import inspect
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    defaults = {k: p.default for k, p in inspect.signature(Generator).parameters.items()}
+    generator_config = json.loads(json.dumps(defaults | dict(generator_config)))  # every kwarg, tuples as lists
+    torch.manual_seed(seed)
+    net = Generator(**generator_config)
+    (folder / "config.json").write_text(json.dumps(generator_config, indent=2) + "\n")
+    save_file({k: v.half().contiguous() for k, v in net.state_dict().items()}, str(folder / GAN_WEIGHTS))
+    side = net.resolution
+    data = {
+        "id": model_id, "name": model_id, "family": "dbx-gan", "kind": "gan", "licence": "MIT",
+        "native_size": [side, side], "min_size": 16, "max_size": side, "size_multiple": side,
+        "text_encoder": "all-minilm-l6-v2", "truncation": 1.0, "files": [],
+    } | manifest
+    (folder / "manifest.json").write_text(json.dumps(data, indent=2) + "\n")
+    update_manifest_files(folder, GAN_HASHED)
     return folder

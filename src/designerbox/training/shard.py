@@ -54,7 +54,9 @@ def unpack6(p: np.ndarray) -> np.ndarray:
     return (v - LEVELS - 1).astype(np.int8).reshape(len(p), -1)
 
 
-def write_shard(data: Path, out: Path, resolution: int = 32, log=print) -> dict:
+def write_shard(data: Path, out: Path, resolution: int = 32, max_images: int = 0, seed: int = 0, log=print) -> dict:
+    """The training split at `resolution`; with max_images, a random subset of that many (seeded, in
+    dataset order): what makes a 64px shard fit what a GPU machine can take (12,000 images: 42.7 MiB)."""
     from safetensors.torch import save_file
 
     from designerbox.training import data as dataset
@@ -64,7 +66,11 @@ def write_shard(data: Path, out: Path, resolution: int = 32, log=print) -> dict:
     images, meta = dataset.load(data)
     keep = np.array([m["split"] == "train" for m in meta])
     text = pooled_captions(data, [m for m, k in zip(meta, keep) if k], log)  # the same cache as training
-    x = torch.from_numpy(images[keep]).permute(0, 3, 1, 2).float()  # (N, 3, S, S)
+    train_rows = np.flatnonzero(keep)
+    subset = np.arange(len(train_rows))
+    if max_images and max_images < len(train_rows):
+        subset = np.sort(np.random.default_rng(seed).choice(len(train_rows), max_images, replace=False))
+    x = torch.from_numpy(images[train_rows[subset]]).permute(0, 3, 1, 2).float()  # (N, 3, S, S)
     if x.shape[-1] != resolution:
         x = F.interpolate(x, size=resolution, mode="area")
     small = x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()  # (N, R, R, 3)
@@ -77,7 +83,7 @@ def write_shard(data: Path, out: Path, resolution: int = 32, log=print) -> dict:
         name = f"images-{k:03d}.npz"
         np.savez_compressed(out / name, images=small[start:start + per_file])
         files.append(name)
-    captions = [m["captions"] for m, k in zip(meta, keep) if k]
+    captions = [meta[i]["captions"] for i in train_rows[subset]]
     table: dict[str, int] = {}
     index = torch.tensor([[table.setdefault(c, len(table)) for c in caps] for caps in captions], dtype=torch.int32)
     first = {}
@@ -85,7 +91,7 @@ def write_shard(data: Path, out: Path, resolution: int = 32, log=print) -> dict:
         for v, c in enumerate(caps):
             first.setdefault(c, (i, v))
     rows = torch.tensor([first[c] for c in table])  # (U, 2): where each distinct caption first occurs
-    q, scale = quantize(text["pooled"][rows[:, 0], rows[:, 1]], LEVELS)
+    q, scale = quantize(text["pooled"][torch.from_numpy(subset)[rows[:, 0]], rows[:, 1]], LEVELS)
     packed = torch.from_numpy(pack6(q.numpy()))
     save_file({"index": index.contiguous(), "empty": text["empty"]}, str(out / "text-index.safetensors"))
     files.append("text-index.safetensors")
@@ -95,7 +101,8 @@ def write_shard(data: Path, out: Path, resolution: int = 32, log=print) -> dict:
         save_file({"table_packed": packed[start:start + per_file].contiguous(),
                    "table_scale": scale[start:start + per_file].contiguous()}, str(out / name))
         files.append(name)
-    info = {"images": int(len(small)), "resolution": resolution, "captions_per_image": int(index.shape[1]), "caption_bits": BITS,
+    info = {"images": int(len(small)), "of_train_images": int(len(train_rows)), "subset_seed": seed if
+            len(subset) < len(train_rows) else None, "resolution": resolution, "captions_per_image": int(index.shape[1]), "caption_bits": BITS,
             "distinct_captions": len(table),
             "files": files, "bytes": sum((out / f).stat().st_size for f in files),
             "source": json.loads((data / "stats.json").read_text())}
