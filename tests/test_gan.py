@@ -228,3 +228,26 @@ def test_train_resume_export_and_load(dataset, tmp_path, home):
     img = designerbox.generate("thing 3, emoji", studio=Studio(Settings.from_env()), model="new-gan", seed=0,
                                save=False)[0]
     assert img.image.size == (16, 16) and img.record["model"]["sha256"] == manifest["files"][0]["sha256"]
+
+
+def test_eval_scores_a_gan_like_a_diffusion_model(gan_home, tmp_path, capsys):
+    """`designerbox eval` takes either text-to-image family; the record shows no sampler for a GAN."""
+    from designerbox.models.evaluator import EvalEncoder
+    from designerbox.training.train_evaluator import export_evaluator
+
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (10, 32, 32, 3), dtype=np.uint8)
+    meta = [{"source": "noto", "style": "emoji", "label": f"thing {i}", "split": "heldout" if i < 4 else "train",
+             "licence": "MIT", "captions": [f"thing {i}, emoji", f"a red thing {i}, emoji", f"thing {i}"]}
+            for i in range(10)]
+    data.write(tmp_path / "ds", images, meta)
+    tiny_eval = dict(image_size=16, channels=[8, 16], blocks=1, groups=4)
+    torch.manual_seed(0)
+    export_evaluator(EvalEncoder(**tiny_eval), tiny_eval, gan_home / "models" / "tiny-eval", "tiny-eval", {"step": 0})
+
+    code = main(["eval", "tiny-gan", "--n", "2", "--evaluator", "tiny-eval", "--data", str(tmp_path / "ds"), "--json"])
+    r = json.loads(capsys.readouterr().out)
+    assert code == 0 and r["model"]["id"] == "tiny-gan" and r["model"]["sampler"] is None
+    assert r["model"]["size"] == [16, 16] and 0 <= r["prompt_adherence"]["generated"]["top1"] <= 1
+    code = main(["eval", "tiny-eval", "--n", "2", "--evaluator", "tiny-eval", "--data", str(tmp_path / "ds")])
+    assert code == 2 and "eval needs a text-to-image model (diffusion or gan)" in capsys.readouterr().err

@@ -156,10 +156,10 @@ def generate_images(studio, model_id: str, captions: list[str], seed: int,
     from designerbox.jobs.schema import GenerationRequest
 
     manifest = studio.registry.get(model_id)
-    if manifest.kind != "diffusion":
-        diffusion = [m.id for m in studio.registry.list(kind="diffusion")]
-        raise ValueError(f"model {model_id!r} is a {manifest.kind} model; eval needs a text-to-image model: "
-                         f"{', '.join(diffusion) or 'none installed'}")
+    if manifest.kind not in ("diffusion", "gan"):
+        text_to_image = [m.id for k in ("diffusion", "gan") for m in studio.registry.list(kind=k)]
+        raise ValueError(f"model {model_id!r} is a {manifest.kind} model; eval needs a text-to-image model "
+                         f"(diffusion or gan): {', '.join(text_to_image) or 'none installed'}")
     width, height = manifest.native_size
     images, record = [], {}
     for i, caption in enumerate(captions):
