@@ -251,3 +251,15 @@ def test_eval_scores_a_gan_like_a_diffusion_model(gan_home, tmp_path, capsys):
     assert r["model"]["size"] == [16, 16] and 0 <= r["prompt_adherence"]["generated"]["top1"] <= 1
     code = main(["eval", "tiny-eval", "--n", "2", "--evaluator", "tiny-eval", "--data", str(tmp_path / "ds")])
     assert code == 2 and "eval needs a text-to-image model (diffusion or gan)" in capsys.readouterr().err
+
+
+def test_sheet_draws_models_side_by_side(gan_home, tmp_path, capsys):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a red apple\na cat face\n")
+    out = tmp_path / "cmp.png"
+    code = main(["sheet", str(prompts), "--models", "tiny-test,tiny-gan", "--columns", "2", "-o", str(out)])
+    assert code == 0, capsys.readouterr().err
+    sheet = Image.open(out)
+    assert sheet.width >= 260 + 4 * 128 and sheet.height >= 2 * 128  # 2 prompts x (2 seeds x 2 models)
+    code = main(["sheet", str(prompts), "--models", "tiny-test,tiny-gan", "--model", "tiny-gan", "-o", str(out)])
+    assert code == 2 and "not both" in capsys.readouterr().err

@@ -246,9 +246,14 @@ def cmd_sheet(args) -> int:
     _check_writable(out)
     studio = Studio()
     opts = _request_options(args) | {"batch_size": args.columns}
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else [opts.pop("model", None)]
+    if args.models and args.model:
+        raise CLIError("give either --model (one model) or --models (several, side by side), not both")
+    if args.models and "seed" not in opts:
+        opts["seed"] = 0  # side by side means the same seeds for every model
     rows = []
     for p in prompts:
-        images = studio.generate(GenerationRequest(prompt=p, **opts), save=False)
+        images = [img for m in models for img in studio.generate(GenerationRequest(prompt=p, model=m, **opts), save=False)]
         rows.append((p, [img.image for img in images]))
         print(f"drew {p!r}", file=sys.stderr)
     r = images[0].record
@@ -257,10 +262,15 @@ def cmd_sheet(args) -> int:
     if r["request"].get("truncation") is not None:  # a GAN: no sampler
         title = (f"{r['model']['id']} ({r['model']['hash']})  truncation {r['request']['truncation']}  "
                  f"seeds {r['request']['seed']}..")
+    headers = None
+    if len(models) > 1:
+        ids = [studio.registry.get(m).id for m in models]
+        title = f"side by side, each at its own defaults, seeds {r['request']['seed']}..{r['request']['seed'] + args.columns - 1}"
+        headers = [i for i in ids for _ in range(args.columns)]
     import io
 
     buf = io.BytesIO()
-    contact_sheet(rows, title=title).save(buf, format="PNG")
+    contact_sheet(rows, title=title, headers=headers).save(buf, format="PNG")
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out, buf.getvalue())
     print(out)
@@ -430,7 +440,9 @@ def build_parser() -> argparse.ArgumentParser:
     sh = sub.add_parser("sheet", help="a contact sheet: one row per prompt in a file")
     sh.add_argument("prompts", help="a text file, one prompt per line")
     sampling_options(sh)
-    sh.add_argument("--columns", type=int, default=4, help="images (seeds) per prompt")
+    sh.add_argument("--columns", type=int, default=4, help="images (seeds) per prompt (per model with --models)")
+    sh.add_argument("--models", help="comma-separated model ids drawn side by side with the same seeds, "
+                                     "e.g. dbx-base-v1,dbx-gan-v0")
     sh.add_argument("-o", "--output", default="outputs/sheet.png")
     sh.set_defaults(func=cmd_sheet, n=None)
 

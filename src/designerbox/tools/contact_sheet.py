@@ -1,4 +1,5 @@
-"""A contact sheet: one row per prompt, one column per seed, the prompt written beside its row."""
+"""A contact sheet: one row per prompt, one column per seed, the prompt written beside its row;
+optionally a header over the columns (the model of each column, when models are compared)."""
 
 from __future__ import annotations
 
@@ -15,14 +16,17 @@ def _font(size: int):
 
 
 def contact_sheet(rows: list[tuple[str, list[Image.Image]]], cell: int = 128, label_width: int = 260,
-                  title: str = "") -> Image.Image:
+                  title: str = "", headers: list[str] | None = None) -> Image.Image:
     cols = max(len(images) for _, images in rows)
-    top = 28 if title else 0
+    top = (28 if title else 0) + (20 if headers else 0)
     sheet = Image.new("RGB", (label_width + cols * (cell + 4) + 4, top + len(rows) * (cell + 4) + 4), "white")
     draw = ImageDraw.Draw(sheet)
     font = _font(14)
     if title:
         draw.text((8, 6), title, fill="black", font=font)
+    for c, text in enumerate(headers or []):  # the name once over each run of equal headers
+        if c == 0 or headers[c - 1] != text:
+            draw.text((label_width + c * (cell + 4), top - 18), text, fill="black", font=font)
     for r, (label, images) in enumerate(rows):
         y = top + 4 + r * (cell + 4)
         words, line, lines = label.split(), "", []
