@@ -72,6 +72,8 @@ def main(argv=None) -> int:
     sample = torch.from_numpy(np.random.default_rng(0).permutation(len(train))[:1000])
     ref = originality(train_f[sample], train_px[sample], train_f, train_px,
                       [train_captions[int(i)] for i in sample], train_captions, exclude=sample)
+    for pair in (ref["closest_by_cosine"], ref["closest_by_pixels"]):
+        pair["query_index"] = int(sample[pair["query_index"]])  # both indices count training images
     report = {"model": manifest.id, "hash": manifest.short_hash, "n": len(prompts), "data": args.data,
               "evaluator": args.evaluator, "generated": gen, "train_pairs": {"sample": 1000, **ref},
               "ratio_min_rmse_generated_vs_train_pairs": gen["min_pixel_rmse"] / max(ref["min_pixel_rmse"], 1e-9),

