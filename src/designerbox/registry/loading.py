@@ -81,9 +81,10 @@ def load_rdn_upscaler(manifest: ModelManifest, device: str | torch.device = "cpu
     return net.to(device).eval().requires_grad_(False)
 
 
-def load_cyclegan_filter(manifest: ModelManifest, device: str | torch.device = "cpu") -> ResnetGenerator:
-    """A CycleGAN generator used as a filter (installed by `designerbox assets install vintage-photo`):
-    config.json + model.safetensors (float16 or float32 on disk; run in float32)."""
+def load_config_and_weights(manifest: ModelManifest, module: type[torch.nn.Module],
+                            device: str | torch.device = "cpu") -> torch.nn.Module:
+    """The common folder layout of our own networks: config.json (the module's keyword arguments) +
+    model.safetensors (fp16 or fp32 on disk; run in fp32), every file's sha256 checked first."""
     import inspect
 
     from safetensors.torch import load_file
@@ -91,62 +92,37 @@ def load_cyclegan_filter(manifest: ModelManifest, device: str | torch.device = "
     folder = manifest.folder
     verify_files(folder, manifest.files)
     config = json.loads((folder / "config.json").read_text())
-    valid = set(inspect.signature(ResnetGenerator).parameters)
+    valid = set(inspect.signature(module).parameters)
     unknown = sorted(set(config) - valid) if isinstance(config, dict) else "(not a JSON object)"
     if unknown:
         raise ModelFileError(f"{folder / 'config.json'} has unknown keys {unknown}; valid keys: {', '.join(sorted(valid))}")
-    net = ResnetGenerator(**config)
+    net = module(**config)
     weights = load_file(str(folder / "model.safetensors"))
     check_state_dict(f"model {manifest.id}", net.state_dict(), weights)
     net.load_state_dict({k: v.float() for k, v in weights.items()})
     return net.to(device).eval().requires_grad_(False)
+
+
+def load_cyclegan_filter(manifest: ModelManifest, device: str | torch.device = "cpu") -> ResnetGenerator:
+    """A CycleGAN generator used as a filter (installed by `designerbox assets install vintage-photo`)."""
+    return load_config_and_weights(manifest, ResnetGenerator, device)
 
 
 def load_evaluator(manifest: ModelManifest, device: str | torch.device = "cpu") -> EvalEncoder:
-    """The DesignerBox evaluator (training/train_evaluator.py exports it): config.json + model.safetensors."""
-    import inspect
-
-    from safetensors.torch import load_file
-
-    folder = manifest.folder
-    verify_files(folder, manifest.files)
-    config = json.loads((folder / "config.json").read_text())
-    valid = set(inspect.signature(EvalEncoder).parameters)
-    unknown = sorted(set(config) - valid) if isinstance(config, dict) else "(not a JSON object)"
-    if unknown:
-        raise ModelFileError(f"{folder / 'config.json'} has unknown keys {unknown}; valid keys: {', '.join(sorted(valid))}")
-    net = EvalEncoder(**config)
-    weights = load_file(str(folder / "model.safetensors"))
-    check_state_dict(f"model {manifest.id}", net.state_dict(), weights)
-    net.load_state_dict({k: v.float() for k, v in weights.items()})
-    return net.to(device).eval().requires_grad_(False)
+    """The DesignerBox evaluator (training/train_evaluator.py exports it)."""
+    return load_config_and_weights(manifest, EvalEncoder, device)
 
 
 def load_text_gan(manifest: ModelManifest, device: str | torch.device = "cpu") -> TextGAN:
     """A DesignerBox text-conditioned GAN (training/train_gan.py exports it): config.json (Generator
-    kwargs) + model.safetensors (the EMA generator, fp16 on disk; run in fp32)."""
-    import inspect
-
-    from safetensors.torch import load_file
-
-    folder = manifest.folder
-    verify_files(folder, manifest.files)
-    config = json.loads((folder / "config.json").read_text())
-    valid = set(inspect.signature(Generator).parameters)
-    unknown = sorted(set(config) - valid) if isinstance(config, dict) else "(not a JSON object)"
-    if unknown:
-        raise ModelFileError(f"{folder / 'config.json'} has unknown keys {unknown}; valid keys: {', '.join(sorted(valid))}")
-    net = Generator(**config)
-    if [net.resolution] * 2 != list(manifest.native_size):
-        raise ModelFileError(f"model {manifest.id}: config.json draws {net.resolution}px, the manifest says "
-                             f"native_size {list(manifest.native_size)}")
+    kwargs) + model.safetensors (the EMA generator)."""
     if manifest.text_encoder != "all-minilm-l6-v2":
         raise ModelFileError(f"model {manifest.id} asks for text encoder {manifest.text_encoder!r}; "
                              "dbx-gan models use 'all-minilm-l6-v2'")
-    weights = load_file(str(folder / "model.safetensors"))
-    check_state_dict(f"model {manifest.id}", net.state_dict(), weights)
-    net.load_state_dict({k: v.float() for k, v in weights.items()})
-    net = net.to(device).eval().requires_grad_(False)
+    net = load_config_and_weights(manifest, Generator, device)
+    if [net.resolution] * 2 != list(manifest.native_size):
+        raise ModelFileError(f"model {manifest.id}: config.json draws {net.resolution}px, the manifest says "
+                             f"native_size {list(manifest.native_size)}")
     return TextGAN(generator=net, text_encoder=shared_minilm(str(device)), device=torch.device(device))
 
 
