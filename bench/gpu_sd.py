@@ -1,0 +1,405 @@
+"""GPU benchmark: DesignerBox's Stable Diffusion path against plain diffusers, SD 1.5 and SDXL, fp16.
+
+    python3 bench/gpu_sd.py [--device cuda] [--families sd15,sdxl] [--batches 1,8] [--repeats 2] [--budget-s 420]
+    .venv/bin/python bench/gpu_sd.py --device cpu --tiny        # the same code on tiny configs, here
+
+Issue 5, item 8. Through the device tool: scripts/gpu/bench_sd.sh.
+
+Networks: SD 1.5 and SDXL base architectures with RANDOM weights (seed 0; the same compute as the
+real ones), built from configs, nothing downloaded: SD 1.5 from the packaged
+src/designerbox/configs/sd15/, SDXL from the published stabilityai/stable-diffusion-xl-base-1.0
+configs written below (SDXL_CONFIGS). Both sides run the very same module objects.
+
+  diffusers  StableDiffusionPipeline / StableDiffusionXLPipeline built from those modules,
+             DPMSolverMultistepScheduler (Karras sigmas), output_type "np" (images on the CPU);
+  ours       SD 1.5: pipelines.stable_diffusion.sd_text_to_image unchanged (LatentDiffusion in fp16 on
+             CUDA: our DPM++ 2M sampler, Karras schedule, DiscreteEpsDenoiser, CFGDenoiser, VAE decode,
+             images on the CPU). SDXL: DesignerBox has no SDXL pipeline yet, so sdxl_text_to_image
+             below is the same loop written here from our sampler and adapter functions, with the
+             SDXL conditioning (two text encoders, pooled embedding, size/crop time ids).
+
+Same work on both sides: 512x512 (SD 1.5) or 1024x1024 (SDXL), 25 steps (25 UNet calls at batch 2B:
+CFG's two branches batched), cfg 7, fp16 weights and activations, VAE decode in fp16 (the SDXL VAE
+config sets force_upcast false, else diffusers would decode in fp32 and ours in fp16). Text encoding
+is INSIDE the timing on both sides: a fixed-id tokenizer (FixedTokenizer: no vocabulary is needed,
+every prompt becomes the same 77 ids) feeds the real-size text encoders; SD 1.5 encodes the prompt
+and the empty negative prompt, SDXL encodes the prompt with both encoders and uses zeros for the
+unconditional branch (diffusers' force_zeros_for_empty_prompt, done the same way in ours).
+Differences left in: our latents stay fp32 between UNet calls (the UNet sees fp16), diffusers keeps
+them fp16; the initial noise is drawn on the CPU per image in ours, on the GPU in diffusers.
+
+Measured: seconds per image at batch 1, images per second at batch 8, medians over --repeats runs
+after one untimed warm-up of each side, the sides interleaved (d, o, d, o, ...), torch.cuda.synchronize
+around each run. ratio = ours time / diffusers time (> 1: ours is slower). --budget-s skips the
+measurements that would not finish in time, with a note. JSON to $OUT/gpu_sd.json when OUT is set
+(or --json PATH).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT / "src") not in sys.path:
+    sys.path.insert(0, str(ROOT / "src"))
+
+PROMPT = "a photo of a cat"
+TOKEN_IDS = [49406, 320, 1125, 539, 320, 2368, 49407]  # BOS "a photo of a cat" EOS in CLIP's BPE vocabulary
+SCALED_LINEAR = {"beta_schedule": "scaled_linear", "num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012}
+
+# The published SDXL base 1.0 configs (stabilityai/stable-diffusion-xl-base-1.0), constructor arguments.
+SDXL_CONFIGS = {
+    "unet": {
+        "act_fn": "silu", "addition_embed_type": "text_time", "addition_embed_type_num_heads": 64,
+        "addition_time_embed_dim": 256, "attention_head_dim": [5, 10, 20], "block_out_channels": [320, 640, 1280],
+        "center_input_sample": False, "cross_attention_dim": 2048,
+        "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+        "downsample_padding": 1, "flip_sin_to_cos": True, "freq_shift": 0, "in_channels": 4, "layers_per_block": 2,
+        "mid_block_scale_factor": 1, "mid_block_type": "UNetMidBlock2DCrossAttn", "norm_eps": 1e-05,
+        "norm_num_groups": 32, "out_channels": 4, "projection_class_embeddings_input_dim": 2816,  # 1280 + 6 * 256
+        "sample_size": 128, "transformer_layers_per_block": [1, 2, 10],
+        "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"], "use_linear_projection": True,
+    },
+    "vae": {
+        "act_fn": "silu", "block_out_channels": [128, 256, 512, 512],
+        "down_block_types": ["DownEncoderBlock2D"] * 4, "up_block_types": ["UpDecoderBlock2D"] * 4,
+        "in_channels": 3, "out_channels": 3, "latent_channels": 4, "layers_per_block": 2, "norm_num_groups": 32,
+        "sample_size": 1024, "scaling_factor": 0.13025,
+        "force_upcast": False,  # published: true (fp32 decode in diffusers); false so both sides decode in fp16
+    },
+    "text_encoder": {  # CLIP ViT-L/14 text tower
+        "hidden_act": "quick_gelu", "hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12,
+        "num_hidden_layers": 12, "max_position_embeddings": 77, "projection_dim": 768, "vocab_size": 49408,
+        "bos_token_id": 0, "eos_token_id": 2, "pad_token_id": 1, "layer_norm_eps": 1e-05,
+    },
+    "text_encoder_2": {  # OpenCLIP ViT-bigG/14 text tower, CLIPTextModelWithProjection
+        "hidden_act": "gelu", "hidden_size": 1280, "intermediate_size": 5120, "num_attention_heads": 20,
+        "num_hidden_layers": 32, "max_position_embeddings": 77, "projection_dim": 1280, "vocab_size": 49408,
+        "bos_token_id": 0, "eos_token_id": 2, "pad_token_id": 1, "layer_norm_eps": 1e-05,
+    },
+}
+
+# Tiny configs for --tiny: the same code paths, a few channels (diffusers' own test sizes).
+TINY_UNET = {"block_out_channels": [32, 64], "layers_per_block": 1, "norm_num_groups": 32, "sample_size": 32,
+             "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
+             "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"], "attention_head_dim": 8, "cross_attention_dim": 32}
+TINY_SDXL_UNET = {"block_out_channels": [32, 64], "layers_per_block": 1, "norm_num_groups": 32, "sample_size": 32,
+                  "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
+                  "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"], "attention_head_dim": [2, 4],
+                  "transformer_layers_per_block": [1, 2], "cross_attention_dim": 64,
+                  "addition_time_embed_dim": 8, "projection_class_embeddings_input_dim": 80}  # 32 + 6 * 8
+TINY_VAE = {"block_out_channels": [32, 64], "down_block_types": ["DownEncoderBlock2D"] * 2,
+            "up_block_types": ["UpDecoderBlock2D"] * 2, "layers_per_block": 1, "sample_size": 64}
+TINY_TEXT = {"hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4, "num_hidden_layers": 2,
+             "projection_dim": 32}
+
+
+class FixedTokenizer:
+    """Stands in for CLIPTokenizer in both pipelines: every text becomes TOKEN_IDS padded to 77 (no
+    vocabulary needed). What diffusers' encode_prompt touches: __call__, tokenize, added_tokens_encoder."""
+
+    model_max_length = 77
+    added_tokens_encoder: dict = {}
+
+    def __init__(self):
+        ids = TOKEN_IDS + [TOKEN_IDS[-1]] * (self.model_max_length - len(TOKEN_IDS))
+        self.ids = torch.tensor([ids])  # (1, 77)
+
+    def tokenize(self, text: str) -> list[str]:
+        return text.split()
+
+    def __call__(self, texts, **kwargs):
+        n = 1 if isinstance(texts, str) else len(texts)
+        ids = self.ids.expand(n, -1).clone()  # (N, 77)
+        return SimpleNamespace(input_ids=ids, attention_mask=torch.ones_like(ids))
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def build(make, device: torch.device, dtype: torch.dtype):
+    """Construct a module with random weights directly on the device (fast for SDXL), then cast."""
+    with device:
+        module = make()
+    return module.to(dtype=dtype).eval().requires_grad_(False)
+
+
+def load_json(path: Path) -> dict:
+    return {k: v for k, v in json.loads(path.read_text()).items() if not k.startswith("_")}
+
+
+def sd15_configs(tiny: bool) -> dict:
+    folder = ROOT / "src" / "designerbox" / "configs" / "sd15"
+    cfg = {name: load_json(folder / name / "config.json") for name in ("unet", "vae", "text_encoder")}
+    cfg["scheduler"] = load_json(folder / "scheduler" / "scheduler_config.json")
+    if tiny:
+        cfg["unet"].update(TINY_UNET)
+        cfg["vae"].update(TINY_VAE)
+        cfg["text_encoder"].update(TINY_TEXT)
+    return cfg
+
+
+def sdxl_configs(tiny: bool) -> dict:
+    cfg = copy.deepcopy(SDXL_CONFIGS)
+    cfg["scheduler"] = {**SCALED_LINEAR, "steps_offset": 1, "timestep_spacing": "leading", "prediction_type": "epsilon"}
+    if tiny:
+        cfg["unet"].update(TINY_SDXL_UNET)
+        cfg["vae"].update(TINY_VAE)
+        cfg["text_encoder"].update(TINY_TEXT)
+        cfg["text_encoder_2"].update(TINY_TEXT)
+    return cfg
+
+
+def make_scheduler(cfg: dict):
+    from diffusers import DPMSolverMultistepScheduler
+
+    return DPMSolverMultistepScheduler.from_config({**cfg, "use_karras_sigmas": True})
+
+
+# ---------------------------------------------------------------------------------------------- SD 1.5
+
+
+def setup_sd15(device, dtype, tiny: bool):
+    """Returns (diffusers_run, ours_run), each run(batch, size, steps, cfg) -> images."""
+    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from designerbox.pipelines.stable_diffusion import LatentDiffusion, sd_text_to_image
+    from designerbox.samplers.discrete import alphas_cumprod
+
+    cfg = sd15_configs(tiny)
+    torch.manual_seed(0)
+    unet = build(lambda: UNet2DConditionModel.from_config(cfg["unet"]), device, dtype)
+    vae = build(lambda: AutoencoderKL.from_config(cfg["vae"]), device, dtype)
+    text_encoder = build(lambda: CLIPTextModel(CLIPTextConfig(**cfg["text_encoder"])), device, dtype)
+    tokenizer = FixedTokenizer()
+
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                                   scheduler=make_scheduler(cfg["scheduler"]), safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    ours = LatentDiffusion(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+                           alphas_cumprod=alphas_cumprod(**SCALED_LINEAR).float(), prediction="eps",
+                           device=device, dtype=dtype)
+
+    def run_diffusers(batch, size, steps, cfg_scale):
+        return pipe(PROMPT, height=size, width=size, num_inference_steps=steps, guidance_scale=cfg_scale,
+                    num_images_per_prompt=batch, output_type="np").images  # (B, H, W, 3)
+
+    def run_ours(batch, size, steps, cfg_scale):
+        return sd_text_to_image(ours, PROMPT, None, width=size, height=size, steps=steps, sampler="dpmpp_2m",
+                                schedule="karras", cfg_scale=cfg_scale, seeds=list(range(batch)))  # (B, 3, H, W)
+
+    return run_diffusers, run_ours
+
+
+# ---------------------------------------------------------------------------------------------- SDXL
+
+
+@torch.no_grad()
+def sdxl_text_to_image(nets: dict, prompt: str, *, size: int, steps: int, cfg_scale: float, seeds: list[int],
+                       device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """SDXL base text to image with our DPM++ 2M and adapters; images (B, 3, H, W) in [0, 1] on the CPU.
+
+    The steps of sd_text_to_image; what SDXL adds (Podell et al. 2023): the context is the penultimate
+    hidden states of both text encoders side by side, the UNet also takes the pooled projection of the
+    second one and the size/crop conditioning (original size, crop top-left, target size)."""
+    from designerbox.pipelines.text_to_image import initial_noise
+    from designerbox.samplers import CFGDenoiser, DiscreteEpsDenoiser, make_sigmas, sample_dpmpp_2m
+    from designerbox.samplers.discrete import alphas_cumprod
+
+    unet, vae, batch = nets["unet"], nets["vae"], len(seeds)
+    # 1. encode the prompt with both encoders; the unconditional branch is zeros (no negative prompt)
+    ids = nets["tokenizer"]([prompt]).input_ids.to(device)  # (1, 77)
+    out1 = nets["text_encoder"](ids, output_hidden_states=True)
+    out2 = nets["text_encoder_2"](ids, output_hidden_states=True)
+    context = torch.cat([out1.hidden_states[-2], out2.hidden_states[-2]], dim=-1)  # (1, 77, 768 + 1280)
+    pooled = out2.text_embeds  # (1, 1280)
+    time_ids = torch.tensor([[size, size, 0, 0, size, size]], device=device, dtype=dtype)  # (1, 6)
+    cond = {"context": context.expand(batch, -1, -1), "text_embeds": pooled.expand(batch, -1),
+            "time_ids": time_ids.expand(batch, -1)}
+    uncond = {**cond, "context": torch.zeros_like(cond["context"]), "text_embeds": torch.zeros_like(cond["text_embeds"])}
+
+    # 2. UNet -> denoiser D(x, sigma) -> classifier-free guidance
+    def net(x, t, context, text_embeds, time_ids):
+        t = t.expand(x.shape[0]) if t.dim() else t.repeat(x.shape[0])
+        return unet(x.to(dtype), t, encoder_hidden_states=context.to(dtype),
+                    added_cond_kwargs={"text_embeds": text_embeds.to(dtype), "time_ids": time_ids}).sample.float()
+
+    denoiser = DiscreteEpsDenoiser(net, alphas_cumprod(**SCALED_LINEAR).float().to(device))
+    guided = CFGDenoiser(denoiser, cfg_scale)
+    # 3. the noise levels, 4. latent noise at sigma_max
+    sigmas = make_sigmas("karras", steps, denoiser).to(device)
+    f = 2 ** (len(vae.config.block_out_channels) - 1)
+    x = initial_noise(seeds, (vae.config.latent_channels, size // f, size // f)).to(device) * sigmas[0]
+    # 5. sample in latent space
+    x = sample_dpmpp_2m(guided, x, sigmas, extra_args={"cond": cond, "uncond": uncond})  # (B, 4, H/f, W/f)
+    # 6. decode with the VAE
+    images = vae.decode(x.to(dtype) / vae.config.scaling_factor).sample.float().cpu()  # (B, 3, H, W)
+    return ((images + 1) / 2).clamp(0, 1)
+
+
+def setup_sdxl(device, dtype, tiny: bool):
+    from diffusers import AutoencoderKL, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    cfg = sdxl_configs(tiny)
+    torch.manual_seed(0)
+    nets = {
+        "unet": build(lambda: UNet2DConditionModel.from_config(cfg["unet"]), device, dtype),
+        "vae": build(lambda: AutoencoderKL.from_config(cfg["vae"]), device, dtype),
+        "text_encoder": build(lambda: CLIPTextModel(CLIPTextConfig(**cfg["text_encoder"])), device, dtype),
+        "text_encoder_2": build(lambda: CLIPTextModelWithProjection(CLIPTextConfig(**cfg["text_encoder_2"])),
+                                device, dtype),
+        "tokenizer": FixedTokenizer(),
+    }
+    pipe = StableDiffusionXLPipeline(**nets, tokenizer_2=nets["tokenizer"], scheduler=make_scheduler(cfg["scheduler"]),
+                                     force_zeros_for_empty_prompt=True, add_watermarker=False)
+    pipe.set_progress_bar_config(disable=True)
+
+    def run_diffusers(batch, size, steps, cfg_scale):
+        return pipe(PROMPT, height=size, width=size, num_inference_steps=steps, guidance_scale=cfg_scale,
+                    num_images_per_prompt=batch, output_type="np").images  # (B, H, W, 3)
+
+    def run_ours(batch, size, steps, cfg_scale):
+        return sdxl_text_to_image(nets, PROMPT, size=size, steps=steps, cfg_scale=cfg_scale,
+                                  seeds=list(range(batch)), device=device, dtype=dtype)  # (B, 3, H, W)
+
+    return run_diffusers, run_ours
+
+
+FAMILIES = {"sd15": (setup_sd15, 512), "sdxl": (setup_sdxl, 1024)}
+
+
+# ---------------------------------------------------------------------------------------------- timing
+
+
+def check_outputs(family: str, batch: int, size: int, images_d, images_o, notes: list) -> None:
+    """The warm-up outputs: both sides return `batch` images of size x size; non-finite pixels noted."""
+    shapes = tuple(images_d.shape), tuple(images_o.shape)  # (B, H, W, 3) numpy, (B, 3, H, W) tensor
+    if shapes != ((batch, size, size, 3), (batch, 3, size, size)):
+        raise RuntimeError(f"{family}: unexpected output shapes {shapes}")
+    finite = bool(torch.isfinite(torch.as_tensor(images_d)).all()), bool(torch.isfinite(images_o).all())
+    print(f"{family} batch {batch}: outputs {shapes[0]} (diffusers) and {shapes[1]} (ours), finite {finite}", flush=True)
+    if not all(finite):
+        notes.append(f"{family} batch {batch}: non-finite pixels (random weights), diffusers/ours finite = {finite}")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--tiny", action="store_true", help="tiny configs, 64x64, 2 steps (a check, not a benchmark)")
+    p.add_argument("--families", default="sd15,sdxl")
+    p.add_argument("--batches", default="1,8")
+    p.add_argument("--steps", type=int, default=None, help="default 25 (2 with --tiny)")
+    p.add_argument("--cfg", type=float, default=7.0)
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--budget-s", type=float, default=420.0, help="skip measurements that would end past this")
+    p.add_argument("--json", default=None, help="default $OUT/gpu_sd.json when OUT is set")
+    args = p.parse_args(argv)
+    start = time.perf_counter()
+    device = torch.device(args.device)
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    steps = args.steps or (2 if args.tiny else 25)
+    batches = [int(b) for b in args.batches.split(",")]
+
+    import diffusers
+    import transformers
+
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    report = {"device": gpu, "dtype": str(dtype).removeprefix("torch."), "tiny": args.tiny, "steps": steps,
+              "cfg": args.cfg, "repeats": args.repeats, "sampler": "DPM++ 2M, Karras sigmas",
+              "versions": {"torch": torch.__version__, "diffusers": diffusers.__version__,
+                           "transformers": transformers.__version__},
+              "results": [], "notes": []}
+    print(f"device {gpu}, {report['dtype']}, {steps} steps, cfg {args.cfg}, repeats {args.repeats}", flush=True)
+
+    def elapsed() -> float:
+        return time.perf_counter() - start
+
+    def timed(fn, keep: dict | None = None) -> float:
+        sync(device)
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            out = fn()
+        sync(device)
+        seconds = time.perf_counter() - t0
+        if keep is not None:
+            keep["images"] = out
+        return seconds
+
+    for family in args.families.split(","):
+        setup, size = FAMILIES[family]
+        size = 64 if args.tiny else size
+        if elapsed() > args.budget_s:
+            report["notes"].append(f"{family}: skipped, budget of {args.budget_s:.0f} s spent before building")
+            continue
+        t0 = time.perf_counter()
+        run_d, run_o = setup(device, dtype, args.tiny)
+        print(f"{family}: built in {time.perf_counter() - t0:.1f} s", flush=True)
+        per_image = None  # seconds per image per side, from the last warm-up
+        for batch in batches:
+            sides = {"diffusers": lambda b=batch: run_d(b, size, steps, args.cfg),
+                     "ours": lambda b=batch: run_o(b, size, steps, args.cfg)}
+            guess = 0.0 if per_image is None else 2 * per_image * batch * (1 + args.repeats)
+            if elapsed() + guess > args.budget_s:
+                report["notes"].append(f"{family} batch {batch}: skipped, about {guess:.0f} s would pass the budget")
+                print(report["notes"][-1], flush=True)
+                continue
+            outs = {name: {} for name in sides}
+            warm = {name: timed(fn, outs[name]) for name, fn in sides.items()}  # one untimed warm-up each
+            check_outputs(family, batch, size, outs["diffusers"]["images"], outs["ours"]["images"], report["notes"])
+            del outs
+            per_image = max(warm.values()) / batch
+            if elapsed() + sum(warm.values()) * args.repeats > args.budget_s:
+                report["notes"].append(f"{family} batch {batch}: skipped after warm-up, the runs would pass the budget")
+                print(report["notes"][-1], flush=True)
+                continue
+            times = {name: [] for name in sides}
+            for _ in range(args.repeats):  # interleaved: d, o, d, o, ...
+                for name, fn in sides.items():
+                    times[name].append(timed(fn))
+            row = {"family": family, "size": size, "batch": batch, "warmup_s": warm, "times_s": times}
+            for name in sides:
+                med = statistics.median(times[name])
+                row[name] = {"s_per_image": med / batch, "images_per_s": batch / med, "median_s": med}
+            row["ratio_ours_over_diffusers"] = row["ours"]["median_s"] / row["diffusers"]["median_s"]
+            report["results"].append(row)
+            print(f"{family} {size}px batch {batch}: diffusers {row['diffusers']['median_s']:.3f} s, "
+                  f"ours {row['ours']['median_s']:.3f} s  ({elapsed():.0f} s elapsed)", flush=True)
+        del run_d, run_o
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    print("\n| family | size | batch | diffusers | ours | ours/diffusers |\n|---|---|---|---|---|---|")
+    for r in report["results"]:
+        if r["batch"] == 1:
+            d, o = f"{r['diffusers']['s_per_image']:.3f} s/image", f"{r['ours']['s_per_image']:.3f} s/image"
+        else:
+            d, o = f"{r['diffusers']['images_per_s']:.2f} images/s", f"{r['ours']['images_per_s']:.2f} images/s"
+        print(f"| {r['family']} | {r['size']} | {r['batch']} | {d} | {o} | {r['ratio_ours_over_diffusers']:.3f} (time) |")
+    for note in report["notes"]:
+        print("note:", note)
+    report["total_s"] = elapsed()
+    print(f"total {report['total_s']:.0f} s")
+    path = args.json or (os.path.join(os.environ["OUT"], "gpu_sd.json") if os.environ.get("OUT") else None)
+    if path:
+        Path(path).write_text(json.dumps(report, indent=1))
+        print("wrote", path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
