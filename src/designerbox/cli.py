@@ -294,6 +294,10 @@ def cmd_data(args) -> int:
     if args.action == "shard":
         from designerbox.training.shard import write_shard
 
+        if not (Path(args.data) / "meta.jsonl").is_file():
+            raise CLIError(f"no dataset at {args.data}: build one with `designerbox data build --out {args.data}`, "
+                           "or name another with --data")
+
         print(json.dumps(write_shard(Path(args.data), Path(args.out), resolution=args.resolution,
                                      max_images=args.max_images), indent=2))
         return 0
