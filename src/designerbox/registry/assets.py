@@ -180,14 +180,7 @@ def install(asset_id: str, home: Path, cache: Path, force: bool = False,
     # 3. the package's own fixture through the port must give the package's own JS result
     check = compare_with_reference(net, pkg / spec.fixture, pkg / spec.reference)
     # 4. write the folder beside its final place, then rename it in
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.parent.parent / f".install-{asset_id}-{secrets.token_hex(4)}"  # outside models/: never scanned
-    tmp.mkdir()
-    try:
-        write_model_folder(tmp, asset_id, spec, config, state, check)
-        swap_into_place(tmp, dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    install_folder(dest, asset_id, lambda tmp: write_model_folder(tmp, asset_id, spec, config, state, check))
     return dest, {"id": asset_id, "folder": str(dest), "installed": True, "parameters": sum(
         t.numel() for t in state.values()), "reference_check": check}
 
@@ -344,6 +337,19 @@ def write_model_folder(folder: Path, asset_id: str, spec: TfjsAsset, config: dic
                 "description": f"x{spec.scale} super-resolution, converted from {source}; RGB 0-255 in and out"}
     ModelManifest.model_validate(manifest)  # what is written must read back
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def install_folder(dest: Path, asset_id: str, write) -> None:
+    """`write(tmp)` fills a temporary folder beside `dest` (outside models/, so never scanned), which
+    then replaces `dest` in one rename; nothing half-written is left behind either way."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.parent.parent / f".install-{asset_id}-{secrets.token_hex(4)}"
+    tmp.mkdir()
+    try:
+        write(tmp)
+        swap_into_place(tmp, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def swap_into_place(tmp: Path, dest: Path) -> None:

