@@ -176,6 +176,7 @@ def setup_sd15(device, dtype, tiny: bool):
     from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
+    from designerbox.pipelines.speed import speed_up
     from designerbox.pipelines.stable_diffusion import LatentDiffusion, sd_text_to_image
     from designerbox.samplers.discrete import alphas_cumprod
 
@@ -198,11 +199,19 @@ def setup_sd15(device, dtype, tiny: bool):
         return pipe(PROMPT, height=size, width=size, num_inference_steps=steps, guidance_scale=cfg_scale,
                     num_images_per_prompt=batch, output_type="np").images  # (B, H, W, 3)
 
-    def run_ours(batch, size, steps, cfg_scale):
-        return sd_text_to_image(ours, PROMPT, None, width=size, height=size, steps=steps, sampler="dpmpp_2m",
-                                schedule="karras", cfg_scale=cfg_scale, seeds=list(range(batch)))  # (B, 3, H, W)
+    def ours_run(model):
+        def run(batch, size, steps, cfg_scale):
+            return sd_text_to_image(model, PROMPT, None, width=size, height=size, steps=steps, sampler="dpmpp_2m",
+                                    schedule="karras", cfg_scale=cfg_scale, seeds=list(range(batch)))  # (B, 3, H, W)
+        return run
 
-    return run_diffusers, run_ours
+    sides = {"diffusers": run_diffusers, "ours": ours_run(ours)}
+    for name, options in speedups(device):  # copies of the networks, so the plain sides stay plain
+        fast = copy.copy(ours)
+        fast.unet, fast.vae = copy.deepcopy(unet), copy.deepcopy(vae)
+        speed_up(fast, **options)
+        sides[name] = ours_run(fast)
+    return sides, lambda batch, size: unet_flops(unet, batch, size, {"encoder_hidden_states": (77, cfg["unet"]["cross_attention_dim"])}, device, dtype)
 
 
 # ---------------------------------------------------------------------------------------------- SDXL
@@ -255,6 +264,8 @@ def setup_sdxl(device, dtype, tiny: bool):
     from diffusers import AutoencoderKL, StableDiffusionXLPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
+    from designerbox.pipelines.speed import speed_up
+
     cfg = sdxl_configs(tiny)
     torch.manual_seed(0)
     nets = {
@@ -273,12 +284,49 @@ def setup_sdxl(device, dtype, tiny: bool):
         return pipe(PROMPT, height=size, width=size, num_inference_steps=steps, guidance_scale=cfg_scale,
                     num_images_per_prompt=batch, output_type="np").images  # (B, H, W, 3)
 
-    def run_ours(batch, size, steps, cfg_scale):
-        return sdxl_text_to_image(nets, PROMPT, size=size, steps=steps, cfg_scale=cfg_scale,
-                                  seeds=list(range(batch)), device=device, dtype=dtype)  # (B, 3, H, W)
+    def ours_run(nets):
+        def run(batch, size, steps, cfg_scale):
+            return sdxl_text_to_image(nets, PROMPT, size=size, steps=steps, cfg_scale=cfg_scale,
+                                      seeds=list(range(batch)), device=device, dtype=dtype)  # (B, 3, H, W)
+        return run
 
-    return run_diffusers, run_ours
+    sides = {"diffusers": run_diffusers, "ours": ours_run(nets)}
+    for name, options in speedups(device, compile=False):  # SDXL's compile takes minutes: not in the budget yet
+        fast = SimpleNamespace(unet=copy.deepcopy(nets["unet"]), vae=copy.deepcopy(nets["vae"]))
+        speed_up(fast, **options)
+        sides[name] = ours_run({**nets, "unet": fast.unet, "vae": fast.vae})
+    d = cfg["unet"]
+    extra = {"encoder_hidden_states": (77, d["cross_attention_dim"]),
+             "added_cond_kwargs": {"text_embeds": (d["projection_class_embeddings_input_dim"] - 6 * d["addition_time_embed_dim"],),
+                                   "time_ids": (6,)}}
+    return sides, lambda batch, size: unet_flops(nets["unet"], batch, size, extra, device, dtype)
 
+
+def speedups(device, compile: bool = True) -> list[tuple[str, dict]]:
+    """The optimised sides, each adding one step to the last (issue 9: one measured step at a time)."""
+    sides = [("ours+cl+qkv", {"channels_last": True, "fuse_qkv": True})]
+    if compile and os.environ.get("BENCH_COMPILE", "1") == "1":
+        sides.append(("ours+cl+qkv+compile", {"channels_last": True, "fuse_qkv": True, "compile": "reduce-overhead"}))
+    return sides
+
+
+def unet_flops(unet, batch: int, size: int, extra: dict, device, dtype) -> float:
+    """Floating-point operations of one UNet call on `batch` latents of an image of `size` pixels
+    (torch.utils.flop_counter: matrix products and convolutions, 2 per multiply-add)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def tensor(shape):
+        return torch.randn(batch, *shape, device=device, dtype=dtype)
+
+    f = 8 if size >= 256 else 2  # the real VAE downsamples by 8, the tiny one by 2
+    x = tensor((unet.config.in_channels, size // f, size // f))
+    kwargs = {k: ({kk: tensor(vv) for kk, vv in v.items()} if isinstance(v, dict) else tensor(v)) for k, v in extra.items()}
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        unet(x, torch.full((batch,), 500, device=device), **kwargs)
+    return float(counter.get_total_flops())
+
+
+PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0}  # dense bf16/fp16 tensor-core peak (SXM)
 
 FAMILIES = {"sd15": (setup_sd15, 512), "sdxl": (setup_sdxl, 1024)}
 
@@ -286,15 +334,22 @@ FAMILIES = {"sd15": (setup_sd15, 512), "sdxl": (setup_sdxl, 1024)}
 # ---------------------------------------------------------------------------------------------- timing
 
 
-def check_outputs(family: str, batch: int, size: int, images_d, images_o, notes: list) -> None:
-    """The warm-up outputs: both sides return `batch` images of size x size; non-finite pixels noted."""
-    shapes = tuple(images_d.shape), tuple(images_o.shape)  # (B, H, W, 3) numpy, (B, 3, H, W) tensor
-    if shapes != ((batch, size, size, 3), (batch, 3, size, size)):
-        raise RuntimeError(f"{family}: unexpected output shapes {shapes}")
-    finite = bool(torch.isfinite(torch.as_tensor(images_d)).all()), bool(torch.isfinite(images_o).all())
-    print(f"{family} batch {batch}: outputs {shapes[0]} (diffusers) and {shapes[1]} (ours), finite {finite}", flush=True)
-    if not all(finite):
-        notes.append(f"{family} batch {batch}: non-finite pixels (random weights), diffusers/ours finite = {finite}")
+def check_outputs(family: str, batch: int, size: int, images: dict, notes: list) -> dict:
+    """The warm-up outputs: every side returns `batch` images of size x size; non-finite pixels noted.
+    Returns each optimised side's largest pixel difference from the plain "ours" (same seeds)."""
+    as_nchw = {name: torch.as_tensor(im).float() for name, im in images.items()}
+    if "diffusers" in as_nchw:
+        as_nchw["diffusers"] = as_nchw["diffusers"].permute(0, 3, 1, 2)  # diffusers' numpy output is (B, H, W, 3)
+    for name, im in as_nchw.items():
+        if tuple(im.shape) != (batch, 3, size, size):
+            raise RuntimeError(f"{family} {name}: unexpected output shape {tuple(im.shape)}")
+    finite = {name: bool(torch.isfinite(im).all()) for name, im in as_nchw.items()}
+    diffs = {name: float((im - as_nchw["ours"]).abs().max()) for name, im in as_nchw.items()
+             if name not in ("diffusers", "ours") and "ours" in as_nchw}
+    print(f"{family} batch {batch}: finite {finite}; max |optimised - ours| {diffs}", flush=True)
+    if not all(finite.values()):
+        notes.append(f"{family} batch {batch}: non-finite pixels (random weights): {finite}")
+    return diffs
 
 
 def main(argv=None) -> int:
@@ -306,6 +361,7 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=None, help="default 25 (2 with --tiny)")
     p.add_argument("--cfg", type=float, default=7.0)
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--sides", default="", help="only these sides, comma-separated (default: all)")
     p.add_argument("--budget-s", type=float, default=420.0, help="skip measurements that would end past this")
     p.add_argument("--json", default=None, help="default $OUT/gpu_sd.json when OUT is set")
     args = p.parse_args(argv)
@@ -347,49 +403,77 @@ def main(argv=None) -> int:
             report["notes"].append(f"{family}: skipped, budget of {args.budget_s:.0f} s spent before building")
             continue
         t0 = time.perf_counter()
-        run_d, run_o = setup(device, dtype, args.tiny)
-        print(f"{family}: built in {time.perf_counter() - t0:.1f} s", flush=True)
-        per_image = None  # seconds per image per side, from the last warm-up
+        runs, flops_of = setup(device, dtype, args.tiny)
+        print(f"{family}: built in {time.perf_counter() - t0:.1f} s; sides {list(runs)}", flush=True)
+        per_image = None  # seconds per image of the slowest side, from the last warm-up
         for batch in batches:
-            sides = {"diffusers": lambda b=batch: run_d(b, size, steps, args.cfg),
-                     "ours": lambda b=batch: run_o(b, size, steps, args.cfg)}
-            guess = 0.0 if per_image is None else 2 * per_image * batch * (1 + args.repeats)
+            sides = {name: (lambda b=batch, run=run: run(b, size, steps, args.cfg)) for name, run in runs.items()
+                     if not args.sides or name in args.sides.split(",")}
+            compiles = sum(v for r in report["results"] for k, v in r["warmup_s"].items() if "compile" in k)
+            guess = 0.0 if per_image is None else len(sides) * per_image * batch * (1 + args.repeats) + compiles
             if elapsed() + guess > args.budget_s:
                 report["notes"].append(f"{family} batch {batch}: skipped, about {guess:.0f} s would pass the budget")
                 print(report["notes"][-1], flush=True)
                 continue
             outs = {name: {} for name in sides}
-            warm = {name: timed(fn, outs[name]) for name, fn in sides.items()}  # one untimed warm-up each
-            check_outputs(family, batch, size, outs["diffusers"]["images"], outs["ours"]["images"], report["notes"])
+            warm = {}
+            for name, fn in sides.items():  # one untimed warm-up each (the compiled side compiles here)
+                warm[name] = timed(fn, outs[name])
+                print(f"  warm-up {name}: {warm[name]:.1f} s", flush=True)
+            diffs = check_outputs(family, batch, size, {n: o["images"] for n, o in outs.items()}, report["notes"])
             del outs
-            per_image = max(warm.values()) / batch
-            if elapsed() + sum(warm.values()) * args.repeats > args.budget_s:
+            per_image = max([v for k, v in warm.items() if "compile" not in k] or list(warm.values())) / batch
+            if elapsed() + per_image * batch * len(sides) * args.repeats > args.budget_s:
                 report["notes"].append(f"{family} batch {batch}: skipped after warm-up, the runs would pass the budget")
                 print(report["notes"][-1], flush=True)
                 continue
             times = {name: [] for name in sides}
-            for _ in range(args.repeats):  # interleaved: d, o, d, o, ...
+            for _ in range(args.repeats):  # interleaved: d, o, o+..., d, o, ...
                 for name, fn in sides.items():
                     times[name].append(timed(fn))
-            row = {"family": family, "size": size, "batch": batch, "warmup_s": warm, "times_s": times}
+            flops = flops_of(2 * batch, size)  # one UNet call: CFG's two branches batched
+            row = {"family": family, "size": size, "batch": batch, "warmup_s": warm, "times_s": times,
+                   "max_pixel_diff_vs_ours": diffs, "unet_tflop_per_call": flops / 1e12}
+            peak = next((v for k, v in PEAK_TFLOPS.items() if k in gpu), None)
             for name in sides:
                 med = statistics.median(times[name])
-                row[name] = {"s_per_image": med / batch, "images_per_s": batch / med, "median_s": med}
-            row["ratio_ours_over_diffusers"] = row["ours"]["median_s"] / row["diffusers"]["median_s"]
+                row[name] = {"s_per_image": med / batch, "images_per_s": batch / med, "median_s": med,
+                             "steps_per_s": steps / med, "tflop_per_s": flops * steps / med / 1e12}
+                if peak:
+                    row[name]["share_of_peak"] = row[name]["tflop_per_s"] / peak
+                if "diffusers" in times:
+                    row[name]["ratio_time_vs_diffusers"] = med / statistics.median(times["diffusers"])
             report["results"].append(row)
-            print(f"{family} {size}px batch {batch}: diffusers {row['diffusers']['median_s']:.3f} s, "
-                  f"ours {row['ours']['median_s']:.3f} s  ({elapsed():.0f} s elapsed)", flush=True)
-        del run_d, run_o
+            # the next batch size's guess from the timed runs (the first warm-up holds one-off set-up)
+            per_image = max(row[n]["s_per_image"] for n in sides)
+            print(f"{family} {size}px batch {batch}: " + ", ".join(f"{n} {row[n]['median_s']:.3f} s" for n in sides)
+                  + f"  ({elapsed():.0f} s elapsed)", flush=True)
+        del runs, sides
         if device.type == "cuda":
             torch.cuda.empty_cache()
 
-    print("\n| family | size | batch | diffusers | ours | ours/diffusers |\n|---|---|---|---|---|---|")
+    print("\n| family | size | batch | side | s/image | images/s | steps/s | TFLOP/s | share of peak | time vs diffusers |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in report["results"]:
-        if r["batch"] == 1:
-            d, o = f"{r['diffusers']['s_per_image']:.3f} s/image", f"{r['ours']['s_per_image']:.3f} s/image"
-        else:
-            d, o = f"{r['diffusers']['images_per_s']:.2f} images/s", f"{r['ours']['images_per_s']:.2f} images/s"
-        print(f"| {r['family']} | {r['size']} | {r['batch']} | {d} | {o} | {r['ratio_ours_over_diffusers']:.3f} (time) |")
+        for name in r["times_s"]:
+            x = r[name]
+            print(f"| {r['family']} | {r['size']} | {r['batch']} | {name} | {x['s_per_image']:.3f} | {x['images_per_s']:.2f} | "
+                  f"{x['steps_per_s']:.1f} | {x['tflop_per_s']:.1f} | {x.get('share_of_peak', float('nan')):.3f} | "
+                  f"{x.get('ratio_time_vs_diffusers', float('nan')):.3f} |")
+    # the issue's two targets: batch-1 latency against diffusers, and 8 concurrent requests served as one
+    # batch against diffusers handling them one by one (8 x its batch-1 time)
+    for family in {r["family"] for r in report["results"]}:
+        rows = {r["batch"]: r for r in report["results"] if r["family"] == family}
+        if 1 in rows and "diffusers" in rows[1]["times_s"] and len(rows[1]["times_s"]) > 1:
+            best = min((n for n in rows[1]["times_s"] if n != "diffusers"), key=lambda n: rows[1][n]["median_s"])
+            report.setdefault("targets", {})[f"{family} batch-1 latency, {best} / diffusers (target <= 0.45)"] = \
+                rows[1][best]["ratio_time_vs_diffusers"]
+            if 8 in rows and len(rows[8]["times_s"]) > 1:
+                best8 = max((n for n in rows[8]["times_s"] if n != "diffusers"), key=lambda n: rows[8][n]["images_per_s"])
+                report["targets"][f"{family} 8 concurrent, {best8} batched / diffusers one by one (target >= 2.5)"] = \
+                    rows[8][best8]["images_per_s"] / rows[1]["diffusers"]["images_per_s"]
+    for k, v in report.get("targets", {}).items():
+        print(f"target: {k}: {v:.3f}")
     for note in report["notes"]:
         print("note:", note)
     report["total_s"] = elapsed()

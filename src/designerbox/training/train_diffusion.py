@@ -169,7 +169,8 @@ def train(cfg: TrainConfig, log=print) -> dict:
     # 2. network, EMA and optimiser; resume from the run, else from the model folder's weights
     unet = build_unet(model_dir).to(device).train()
     names = {p: k for k, p in unet.named_parameters()}
-    opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay,
+                            fused=device.type == "cuda")  # one kernel for all parameters on a GPU
     state = {"step": 0, "images_seen": 0, "train_seconds": 0.0, "runs": []}
     ema = None
     weights = model_dir / "unet" / "diffusion_pytorch_model.safetensors"
