@@ -2,12 +2,14 @@
 
 A single .safetensors file is recognised by the key prefixes of the original (LDM / SGM / BFL)
 layouts, read from the header without loading any tensor data; a diffusers-format folder by its
-model_index.json. Key prefixes as diffusers' single_file_utils.CHECKPOINT_KEY_NAMES checks them:
+model_index.json (or, without one, by its text_encoder_2/ and tokenizer_2/ subfolders: SDXL). Key prefixes as diffusers' single_file_utils.CHECKPOINT_KEY_NAMES checks them:
 
   sd15         model.diffusion_model.* + cond_stage_model.transformer.* (CLIP ViT-L/14, eps)
   sd2          model.diffusion_model.* + cond_stage_model.model.* (OpenCLIP ViT-H/14); a single file does
                not say its parameterisation: 768-px (v) is assumed, as for SD 2.0/2.1-768
-  sdxl         conditioner.embedders.0 (CLIP ViT-L) and conditioner.embedders.1 (OpenCLIP bigG)
+  sdxl         model.diffusion_model.* + conditioner.embedders.0.transformer.* (CLIP ViT-L/14) +
+               conditioner.embedders.1.model.* (OpenCLIP ViT-bigG/14); the UNet's size and crop
+               embedding (model.diffusion_model.label_emb.*) is checked when the file is loaded
   sdxl-refiner conditioner.embedders.0 only, an OpenCLIP bigG
   sd3          model.diffusion_model.joint_blocks.*
   flux         double_blocks.* / single_blocks.* (optionally under model.diffusion_model.);
@@ -64,7 +66,8 @@ def family_from_keys(keys: list[str], where: str = "this checkpoint") -> Family:
     flux = [k.removeprefix("model.diffusion_model.") for k in keys]
     if _has(flux, "double_blocks.") and _has(flux, "single_blocks."):
         return FAMILIES["flux-dev" if _has(flux, "guidance_in.") else "flux-schnell"]
-    if _has(keys, "conditioner.embedders.1."):
+    if (_has(keys, "model.diffusion_model.") and _has(keys, "conditioner.embedders.0.transformer.")
+            and _has(keys, "conditioner.embedders.1.model.")):
         return FAMILIES["sdxl"]
     if _has(keys, "conditioner.embedders.0.model."):
         return FAMILIES["sdxl-refiner"]
@@ -86,17 +89,33 @@ def detect_file(path: Path) -> Family:
     return family_from_keys([k for k in header if k != "__metadata__"], where=str(path))
 
 
+def _sdxl_from_components(components: set[str]) -> Family:
+    """SDXL base has two text encoders; the refiner only the second (OpenCLIP bigG)."""
+    return FAMILIES["sdxl" if "text_encoder" in components else "sdxl-refiner"]
+
+
 def detect_folder(folder: Path) -> Family:
-    """The family of a diffusers-format folder, from model_index.json (and the scheduler's prediction_type)."""
+    """The family of a diffusers-format folder, from model_index.json (and the scheduler's prediction_type).
+
+    SDXL base and refiner share pipeline classes (a base can be saved as an img2img pipeline): the
+    components tell them apart. A folder without model_index.json is taken as SDXL when it holds
+    text_encoder_2/ and tokenizer_2/ beside unet/ (the second text encoder is SDXL's alone)."""
     folder = Path(folder)
     index = folder / "model_index.json"
+    subfolders = {p.name for p in folder.iterdir() if p.is_dir()} if folder.is_dir() else set()
     if not index.is_file():
-        raise UnknownFamilyError(f"{folder} is not a diffusers model folder (no model_index.json); known families: "
-                                 f"{', '.join(FAMILIES)}")
-    cls = json.loads(index.read_text()).get("_class_name")
+        if {"unet", "text_encoder_2", "tokenizer_2"} <= subfolders:
+            return _sdxl_from_components(subfolders)
+        raise UnknownFamilyError(f"{folder} is not a diffusers model folder (no model_index.json, and no unet/ + "
+                                 f"text_encoder_2/ + tokenizer_2/ of SDXL); known families: {', '.join(FAMILIES)}")
+    model_index = json.loads(index.read_text())
+    cls = model_index.get("_class_name")
     if cls not in PIPELINE_FAMILIES:
         raise UnknownFamilyError(f"{index} names pipeline {cls!r}; known: {', '.join(PIPELINE_FAMILIES)}")
     family = FAMILIES[PIPELINE_FAMILIES[cls]]
+    if family.id in ("sdxl", "sdxl-refiner"):
+        listed = {k for k, v in model_index.items() if isinstance(v, list) and v[0] is not None}
+        return _sdxl_from_components(listed)
     if family.id == "sd15":  # SD 1.x and 2.x share the pipeline class: the text encoder tells them apart
         te = folder / "text_encoder" / "config.json"
         hidden = json.loads(te.read_text()).get("hidden_size") if te.is_file() else None
