@@ -6,9 +6,9 @@
 Issue 5, item 8. Through the device tool: scripts/gpu/bench_sd.sh.
 
 Networks: SD 1.5 and SDXL base architectures with RANDOM weights (seed 0; the same compute as the
-real ones), built from configs, nothing downloaded: SD 1.5 from the packaged
-src/designerbox/configs/sd15/, SDXL from the published stabilityai/stable-diffusion-xl-base-1.0
-configs written below (SDXL_CONFIGS). Both sides run the very same module objects.
+real ones), built from configs, nothing downloaded: the packaged src/designerbox/configs/sd15/ and
+configs/sdxl/ (the published stable-diffusion-xl-base-1.0 configs). Both sides run the very same
+module objects.
 
   diffusers  StableDiffusionPipeline / StableDiffusionXLPipeline built from those modules,
              DPMSolverMultistepScheduler (Karras sigmas), output_type "np" (images on the CPU);
@@ -56,38 +56,6 @@ if str(ROOT / "src") not in sys.path:
 PROMPT = "a photo of a cat"
 TOKEN_IDS = [49406, 320, 1125, 539, 320, 2368, 49407]  # BOS "a photo of a cat" EOS in CLIP's BPE vocabulary
 SCALED_LINEAR = {"beta_schedule": "scaled_linear", "num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012}
-
-# The published SDXL base 1.0 configs (stabilityai/stable-diffusion-xl-base-1.0), constructor arguments.
-SDXL_CONFIGS = {
-    "unet": {
-        "act_fn": "silu", "addition_embed_type": "text_time", "addition_embed_type_num_heads": 64,
-        "addition_time_embed_dim": 256, "attention_head_dim": [5, 10, 20], "block_out_channels": [320, 640, 1280],
-        "center_input_sample": False, "cross_attention_dim": 2048,
-        "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
-        "downsample_padding": 1, "flip_sin_to_cos": True, "freq_shift": 0, "in_channels": 4, "layers_per_block": 2,
-        "mid_block_scale_factor": 1, "mid_block_type": "UNetMidBlock2DCrossAttn", "norm_eps": 1e-05,
-        "norm_num_groups": 32, "out_channels": 4, "projection_class_embeddings_input_dim": 2816,  # 1280 + 6 * 256
-        "sample_size": 128, "transformer_layers_per_block": [1, 2, 10],
-        "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"], "use_linear_projection": True,
-    },
-    "vae": {
-        "act_fn": "silu", "block_out_channels": [128, 256, 512, 512],
-        "down_block_types": ["DownEncoderBlock2D"] * 4, "up_block_types": ["UpDecoderBlock2D"] * 4,
-        "in_channels": 3, "out_channels": 3, "latent_channels": 4, "layers_per_block": 2, "norm_num_groups": 32,
-        "sample_size": 1024, "scaling_factor": 0.13025,
-        "force_upcast": False,  # published: true (fp32 decode in diffusers); false so both sides decode in fp16
-    },
-    "text_encoder": {  # CLIP ViT-L/14 text tower
-        "hidden_act": "quick_gelu", "hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12,
-        "num_hidden_layers": 12, "max_position_embeddings": 77, "projection_dim": 768, "vocab_size": 49408,
-        "bos_token_id": 0, "eos_token_id": 2, "pad_token_id": 1, "layer_norm_eps": 1e-05,
-    },
-    "text_encoder_2": {  # OpenCLIP ViT-bigG/14 text tower, CLIPTextModelWithProjection
-        "hidden_act": "gelu", "hidden_size": 1280, "intermediate_size": 5120, "num_attention_heads": 20,
-        "num_hidden_layers": 32, "max_position_embeddings": 77, "projection_dim": 1280, "vocab_size": 49408,
-        "bos_token_id": 0, "eos_token_id": 2, "pad_token_id": 1, "layer_norm_eps": 1e-05,
-    },
-}
 
 # Tiny configs for --tiny: the same code paths, a few channels (diffusers' own test sizes).
 TINY_UNET = {"block_out_channels": [32, 64], "layers_per_block": 1, "norm_num_groups": 32, "sample_size": 32,
@@ -140,10 +108,16 @@ def load_json(path: Path) -> dict:
     return {k: v for k, v in json.loads(path.read_text()).items() if not k.startswith("_")}
 
 
-def sd15_configs(tiny: bool) -> dict:
-    folder = ROOT / "src" / "designerbox" / "configs" / "sd15"
-    cfg = {name: load_json(folder / name / "config.json") for name in ("unet", "vae", "text_encoder")}
+def packaged_configs(family: str) -> dict:
+    """Constructor arguments of each network and the scheduler, from src/designerbox/configs/<family>/."""
+    folder = ROOT / "src" / "designerbox" / "configs" / family
+    cfg = {p.parent.name: load_json(p) for p in sorted(folder.glob("*/config.json"))}
     cfg["scheduler"] = load_json(folder / "scheduler" / "scheduler_config.json")
+    return cfg
+
+
+def sd15_configs(tiny: bool) -> dict:
+    cfg = packaged_configs("sd15")
     if tiny:
         cfg["unet"].update(TINY_UNET)
         cfg["vae"].update(TINY_VAE)
@@ -152,8 +126,8 @@ def sd15_configs(tiny: bool) -> dict:
 
 
 def sdxl_configs(tiny: bool) -> dict:
-    cfg = copy.deepcopy(SDXL_CONFIGS)
-    cfg["scheduler"] = {**SCALED_LINEAR, "steps_offset": 1, "timestep_spacing": "leading", "prediction_type": "epsilon"}
+    cfg = packaged_configs("sdxl")
+    cfg["vae"]["force_upcast"] = False  # published: true (fp32 decode in diffusers); false so both sides decode in fp16
     if tiny:
         cfg["unet"].update(TINY_SDXL_UNET)
         cfg["vae"].update(TINY_VAE)
