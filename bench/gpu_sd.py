@@ -12,11 +12,11 @@ module objects.
 
   diffusers  StableDiffusionPipeline / StableDiffusionXLPipeline built from those modules,
              DPMSolverMultistepScheduler (Karras sigmas), output_type "np" (images on the CPU);
-  ours       SD 1.5: pipelines.stable_diffusion.sd_text_to_image unchanged (LatentDiffusion in fp16 on
-             CUDA: our DPM++ 2M sampler, Karras schedule, DiscreteEpsDenoiser, CFGDenoiser, VAE decode,
-             images on the CPU). SDXL: DesignerBox has no SDXL pipeline yet, so sdxl_text_to_image
-             below is the same loop written here from our sampler and adapter functions, with the
-             SDXL conditioning (two text encoders, pooled embedding, size/crop time ids).
+  ours       pipelines.stable_diffusion.sd_text_to_image (SD 1.5) and
+             pipelines.stable_diffusion_xl.sdxl_text_to_image (SDXL: two text encoders, pooled
+             embedding, size/crop time ids) unchanged, on LatentDiffusion / LatentDiffusionXL in fp16 on
+             CUDA: our DPM++ 2M sampler, Karras schedule, DiscreteEpsDenoiser, CFGDenoiser, VAE
+             decode, images on the CPU.
 
 Same work on both sides: 512x512 (SD 1.5) or 1024x1024 (SDXL), 25 steps (25 UNet calls at batch 2B:
 CFG's two branches batched), cfg 7, fp16 weights and activations, VAE decode in fp16 (the SDXL VAE
@@ -191,54 +191,13 @@ def setup_sd15(device, dtype, tiny: bool):
 # ---------------------------------------------------------------------------------------------- SDXL
 
 
-@torch.no_grad()
-def sdxl_text_to_image(nets: dict, prompt: str, *, size: int, steps: int, cfg_scale: float, seeds: list[int],
-                       device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """SDXL base text to image with our DPM++ 2M and adapters; images (B, 3, H, W) in [0, 1] on the CPU.
-
-    The steps of sd_text_to_image; what SDXL adds (Podell et al. 2023): the context is the penultimate
-    hidden states of both text encoders side by side, the UNet also takes the pooled projection of the
-    second one and the size/crop conditioning (original size, crop top-left, target size)."""
-    from designerbox.pipelines.text_to_image import initial_noise
-    from designerbox.samplers import CFGDenoiser, DiscreteEpsDenoiser, make_sigmas, sample_dpmpp_2m
-    from designerbox.samplers.discrete import alphas_cumprod
-
-    unet, vae, batch = nets["unet"], nets["vae"], len(seeds)
-    # 1. encode the prompt with both encoders; the unconditional branch is zeros (no negative prompt)
-    ids = nets["tokenizer"]([prompt]).input_ids.to(device)  # (1, 77)
-    out1 = nets["text_encoder"](ids, output_hidden_states=True)
-    out2 = nets["text_encoder_2"](ids, output_hidden_states=True)
-    context = torch.cat([out1.hidden_states[-2], out2.hidden_states[-2]], dim=-1)  # (1, 77, 768 + 1280)
-    pooled = out2.text_embeds  # (1, 1280)
-    time_ids = torch.tensor([[size, size, 0, 0, size, size]], device=device, dtype=dtype)  # (1, 6)
-    cond = {"context": context.expand(batch, -1, -1), "text_embeds": pooled.expand(batch, -1),
-            "time_ids": time_ids.expand(batch, -1)}
-    uncond = {**cond, "context": torch.zeros_like(cond["context"]), "text_embeds": torch.zeros_like(cond["text_embeds"])}
-
-    # 2. UNet -> denoiser D(x, sigma) -> classifier-free guidance
-    def net(x, t, context, text_embeds, time_ids):
-        t = t.expand(x.shape[0]) if t.dim() else t.repeat(x.shape[0])
-        return unet(x.to(dtype), t, encoder_hidden_states=context.to(dtype),
-                    added_cond_kwargs={"text_embeds": text_embeds.to(dtype), "time_ids": time_ids}).sample.float()
-
-    denoiser = DiscreteEpsDenoiser(net, alphas_cumprod(**SCALED_LINEAR).float().to(device))
-    guided = CFGDenoiser(denoiser, cfg_scale)
-    # 3. the noise levels, 4. latent noise at sigma_max
-    sigmas = make_sigmas("karras", steps, denoiser).to(device)
-    f = 2 ** (len(vae.config.block_out_channels) - 1)
-    x = initial_noise(seeds, (vae.config.latent_channels, size // f, size // f)).to(device) * sigmas[0]
-    # 5. sample in latent space
-    x = sample_dpmpp_2m(guided, x, sigmas, extra_args={"cond": cond, "uncond": uncond})  # (B, 4, H/f, W/f)
-    # 6. decode with the VAE
-    images = vae.decode(x.to(dtype) / vae.config.scaling_factor).sample.float().cpu()  # (B, 3, H, W)
-    return ((images + 1) / 2).clamp(0, 1)
-
-
 def setup_sdxl(device, dtype, tiny: bool):
     from diffusers import AutoencoderKL, StableDiffusionXLPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     from designerbox.pipelines.speed import speed_up
+    from designerbox.pipelines.stable_diffusion_xl import LatentDiffusionXL, sdxl_text_to_image
+    from designerbox.samplers.discrete import alphas_cumprod
 
     cfg = sdxl_configs(tiny)
     torch.manual_seed(0)
@@ -249,8 +208,9 @@ def setup_sdxl(device, dtype, tiny: bool):
         "text_encoder_2": build(lambda: CLIPTextModelWithProjection(CLIPTextConfig(**cfg["text_encoder_2"])),
                                 device, dtype),
         "tokenizer": FixedTokenizer(),
+        "tokenizer_2": FixedTokenizer(),
     }
-    pipe = StableDiffusionXLPipeline(**nets, tokenizer_2=nets["tokenizer"], scheduler=make_scheduler(cfg["scheduler"]),
+    pipe = StableDiffusionXLPipeline(**nets, scheduler=make_scheduler(cfg["scheduler"]),
                                      force_zeros_for_empty_prompt=True, add_watermarker=False)
     pipe.set_progress_bar_config(disable=True)
 
@@ -258,17 +218,21 @@ def setup_sdxl(device, dtype, tiny: bool):
         return pipe(PROMPT, height=size, width=size, num_inference_steps=steps, guidance_scale=cfg_scale,
                     num_images_per_prompt=batch, output_type="np").images  # (B, H, W, 3)
 
-    def ours_run(nets):
+    ours = LatentDiffusionXL(**nets, alphas_cumprod=alphas_cumprod(**SCALED_LINEAR).float(), prediction="eps",
+                             device=device, dtype=dtype)
+
+    def ours_run(model):
         def run(batch, size, steps, cfg_scale):
-            return sdxl_text_to_image(nets, PROMPT, size=size, steps=steps, cfg_scale=cfg_scale,
-                                      seeds=list(range(batch)), device=device, dtype=dtype)  # (B, 3, H, W)
+            return sdxl_text_to_image(model, PROMPT, None, width=size, height=size, steps=steps, sampler="dpmpp_2m",
+                                      schedule="karras", cfg_scale=cfg_scale, seeds=list(range(batch)))  # (B, 3, H, W)
         return run
 
-    sides = {"diffusers": run_diffusers, "ours": ours_run(nets)}
+    sides = {"diffusers": run_diffusers, "ours": ours_run(ours)}
     for name, options in speedups(device, compile=False):  # SDXL's compile takes minutes: not in the budget yet
-        fast = SimpleNamespace(unet=copy.deepcopy(nets["unet"]), vae=copy.deepcopy(nets["vae"]))
+        fast = copy.copy(ours)
+        fast.unet, fast.vae = copy.deepcopy(ours.unet), copy.deepcopy(ours.vae)
         speed_up(fast, **options)
-        sides[name] = ours_run({**nets, "unet": fast.unet, "vae": fast.vae})
+        sides[name] = ours_run(fast)
     d = cfg["unet"]
     extra = {"encoder_hidden_states": (77, d["cross_attention_dim"]),
              "added_cond_kwargs": {"text_embeds": (d["projection_class_embeddings_input_dim"] - 6 * d["addition_time_embed_dim"],),

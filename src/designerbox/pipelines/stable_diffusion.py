@@ -25,7 +25,7 @@ from designerbox.samplers import CFGDenoiser, DiscreteEpsDenoiser, DiscreteVDeno
 
 @dataclass
 class LatentDiffusion:
-    """A Stable Diffusion 1.x model, built by registry.sd_loading.
+    """A Stable Diffusion 1.x model, built by registry.user_checkpoints.load_stable_diffusion.
 
     unet            UNet2DConditionModel (latent channels in and out, cross-attention on token states)
     vae             AutoencoderKL; its config's scaling_factor scales the latents
@@ -71,9 +71,16 @@ class LatentDiffusion:
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents -> images in [0, 1], (B, 3, H, W) on the CPU."""
-        x = latents.to(self.dtype) / self.vae.config.scaling_factor
-        images = self.vae.decode(x).sample.float().cpu()  # (B, 3, H, W) in about [-1, 1]
-        return ((images + 1) / 2).clamp(0, 1)
+        return decode_latents(self.vae, latents)
+
+
+@torch.no_grad()
+def decode_latents(vae: nn.Module, latents: torch.Tensor) -> torch.Tensor:
+    """Latents (B, C, h, w) -> images in [0, 1], (B, 3, H, W) on the CPU, in the VAE's own dtype (the
+    loader keeps a VAE that overflows in float16, SDXL's, in float32)."""
+    x = latents.to(vae.dtype) / vae.config.scaling_factor
+    images = vae.decode(x).sample.float().cpu()  # (B, 3, H, W) in about [-1, 1]
+    return ((images + 1) / 2).clamp(0, 1)
 
 
 @torch.no_grad()
