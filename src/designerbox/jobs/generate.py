@@ -19,6 +19,7 @@ from designerbox.jobs.schema import GenerationRequest, ResolvedRequest
 from designerbox.pipelines.gan_generate import gan_text_to_image
 from designerbox.pipelines.resize import fit_to_size
 from designerbox.pipelines.stable_diffusion import LatentDiffusion, sd_text_to_image
+from designerbox.pipelines.stable_diffusion_xl import LatentDiffusionXL, sdxl_text_to_image
 from designerbox.pipelines.text_to_image import text_to_image, to_pil
 from designerbox.registry.manifest import ModelManifest
 from designerbox.store.png_metadata import png_bytes
@@ -142,7 +143,8 @@ def run_generation(req: GenerationRequest, manifest: ModelManifest, model,
             progress({"i": 0, "total": 1})
     else:
         callback = (lambda info: progress(dict(info, total=r.steps))) if progress else None
-        draw = sd_text_to_image if isinstance(model, LatentDiffusion) else text_to_image
+        draw = (sdxl_text_to_image if isinstance(model, LatentDiffusionXL) else
+                sd_text_to_image if isinstance(model, LatentDiffusion) else text_to_image)
         images = draw(model, prompt, negative, width=dw, height=dh, steps=r.steps, sampler=r.sampler,
                       schedule=r.schedule, cfg_scale=r.cfg_scale, seeds=seeds, callback=callback)
     enlarge = None

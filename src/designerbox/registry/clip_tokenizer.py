@@ -23,6 +23,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -111,6 +112,20 @@ def tokenizer_folder(cache: Path) -> Path:
     write_tokenizer_files(tmp, merges)
     tmp.rename(folder)  # whole or absent
     return folder
+
+
+def copy_tokenizer(cache: Path, dest: Path, pad_token: str = "<|endoftext|>") -> Path:
+    """The cached tokenizer files copied into dest, padding with pad_token: SDXL's tokenizer_2 pads
+    with "!" (id 0) where tokenizer pads with "<|endoftext|>", as the published SDXL folders do (the
+    pad positions reach the UNet through the token states, so the padding must be the trained one)."""
+    if pad_token not in ("<|endoftext|>", "!"):
+        raise ValueError(f"pad_token must be '<|endoftext|>' (SD 1.x, SDXL tokenizer) or '!' (SD 2.x, SDXL "
+                         f"tokenizer_2), got {pad_token!r}")
+    shutil.copytree(tokenizer_folder(cache), dest)
+    for name in ("special_tokens_map.json", "tokenizer_config.json"):
+        data = json.loads((dest / name).read_text())
+        (dest / name).write_text(json.dumps(data | {"pad_token": pad_token}, indent=2) + "\n")
+    return dest
 
 
 def clip_tokenizer(cache: Path, pad_token: str = "<|endoftext|>"):

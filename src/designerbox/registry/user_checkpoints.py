@@ -7,15 +7,18 @@ file or folder where it lies (nothing is copied):
                     file with its sha256 (the weights first: images record that hash, and its first
                     10 hex digits as A1111's AutoV2 short hash)
     config/         a single file's architecture (a diffusers-format config folder: model_index.json,
-                    unet/, vae/, text_encoder/, scheduler/), copied from designerbox/configs/<family>/
-                    or from the folder given with --config, plus tokenizer/ (registry.clip_tokenizer)
+                    unet/, vae/, text_encoder/ [, text_encoder_2/], scheduler/), copied from
+                    designerbox/configs/<family>/ or from the folder given with --config, plus
+                    tokenizer/ [and tokenizer_2/] (registry.clip_tokenizer) when the source has none
 
 so that loading needs no network and no cache. A single file is converted from the original LDM key
 layout with diffusers' own conversion functions (diffusers.loaders.single_file_utils) and loaded
-into networks built from config/; a diffusers folder is loaded with from_pretrained(local_files_only,
-safetensors only). Pickle checkpoints are refused before anything is read (registry.files).
+into networks built from config/; a diffusers folder's networks are built from its own configs and
+read from its safetensors files. Pickle checkpoints are refused before anything is read (registry.files).
 
-Supported here: SD 1.x (family sd15). Other families are detected and named, then refused.
+Supported here: SD 1.x (family sd15) and SDXL base (sdxl), by one loader: SDXL adds a second text
+encoder and tokenizer (FAMILY_NETS), nothing else changes. Other families are detected and named,
+then refused.
 """
 
 from __future__ import annotations
@@ -33,12 +36,16 @@ from designerbox.registry.families import FAMILIES, detect
 from designerbox.registry.files import ModelFileError, file_sha256, refuse_pickle, verify_files
 from designerbox.registry.manifest import ModelManifest
 
-LOADABLE = ("sd15",)
+LOADABLE = ("sd15", "sdxl")
 LICENCE = "unknown (user-supplied)"
 CONFIG_DIR = "config"
-CONFIG_FILES = ("model_index.json", "unet/config.json", "vae/config.json", "text_encoder/config.json",
-                "scheduler/scheduler_config.json")
-DEFAULTS = {"sampler": "dpmpp_2m", "schedule": "karras", "steps": 25, "cfg_scale": 7.0}
+# the networks and tokenizers of each family, by their diffusers folder names
+FAMILY_NETS = {"sd15": ("unet", "vae", "text_encoder"), "sdxl": ("unet", "vae", "text_encoder", "text_encoder_2")}
+FAMILY_TOKENIZERS = {"sd15": ("tokenizer",), "sdxl": ("tokenizer", "tokenizer_2")}
+PAD_TOKENS = {"tokenizer": "<|endoftext|>", "tokenizer_2": "!"}  # SDXL's tokenizer_2 pads with "!" (id 0)
+TEXT_ENCODERS = {"sd15": "clip-vit-l-14", "sdxl": "clip-vit-l-14+openclip-vit-bigg-14"}
+DEFAULTS = {"sd15": {"sampler": "dpmpp_2m", "schedule": "karras", "steps": 25, "cfg_scale": 7.0},
+            "sdxl": {"sampler": "dpmpp_2m", "schedule": "karras", "steps": 30, "cfg_scale": 7.0}}
 
 
 def packaged_config(family: str) -> Path:
@@ -59,7 +66,7 @@ def add_checkpoint(path: Path, home: Path, cache: Path, model_id: str | None = N
     family   what the user says it is: checked against what the tensors say
     config   a diffusers-format config folder for a single file of a non-standard architecture
     """
-    from designerbox.registry.clip_tokenizer import tokenizer_folder
+    from designerbox.registry.clip_tokenizer import copy_tokenizer
 
     path = Path(path).expanduser().resolve()
     if not path.exists():
@@ -98,9 +105,10 @@ def add_checkpoint(path: Path, home: Path, cache: Path, model_id: str | None = N
                 raise ModelFileError(f"{path} holds pickle weights ({[p.name for p in pickles][:3]}) without "
                                      "safetensors beside them; DesignerBox loads only .safetensors")
             (tmp / CONFIG_DIR).mkdir()
-        # 2. the tokenizer, when the config does not bring one
-        if not (path / "tokenizer").is_dir() and not (tmp / CONFIG_DIR / "tokenizer").is_dir():
-            shutil.copytree(tokenizer_folder(Path(cache)), tmp / CONFIG_DIR / "tokenizer")
+        # 2. the tokenizers, when neither the source nor the config brings them
+        for name in FAMILY_TOKENIZERS[found.id]:
+            if not (path / name).is_dir() and not (tmp / CONFIG_DIR / name).is_dir():
+                copy_tokenizer(Path(cache), tmp / CONFIG_DIR / name, pad_token=PAD_TOKENS[name])
         local = sorted(p.relative_to(tmp).as_posix() for p in (tmp / CONFIG_DIR).rglob("*") if p.is_file())
         theirs = [p for p in sorted(path.rglob("*.json")) if path.is_dir()]
         files = [{"path": str(p), "sha256": file_sha256(p), "bytes": p.stat().st_size} for p in weights + theirs]
@@ -115,8 +123,8 @@ def add_checkpoint(path: Path, home: Path, cache: Path, model_id: str | None = N
             "description": f"{found.name}, user-supplied {'diffusers folder' if path.is_dir() else 'single file'} "
                            f"{path}" + (f"; {found.note}" if found.note else ""),
             "native_size": [found.native_size, found.native_size], "min_size": multiple, "max_size": 2048,
-            "size_multiple": multiple, "prediction": found.prediction, "text_encoder": "clip-vit-l-14",
-            "defaults": DEFAULTS, "files": files,
+            "size_multiple": multiple, "prediction": found.prediction, "text_encoder": TEXT_ENCODERS[found.id],
+            "defaults": DEFAULTS[found.id], "files": files,
         }
         ModelManifest.model_validate(manifest)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
@@ -133,24 +141,81 @@ def add_checkpoint(path: Path, home: Path, cache: Path, model_id: str | None = N
 # --- loading --------------------------------------------------------------------------------------
 
 def _source(manifest: ModelManifest) -> tuple[Path, bool]:
-    """(the user's file or folder, whether it is a single file)."""
+    """(the user's file or folder, whether it is a single file). A single file is the one absolute
+    path of its manifest (its config lies in the model folder); a folder lists its JSON files too."""
     first = manifest.folder / manifest.files[0].path
-    index = [manifest.folder / f.path for f in manifest.files if Path(f.path).name == "model_index.json"
-             and Path(f.path).is_absolute()]
-    return (index[0].parent, False) if index else (first, True)
+    theirs = [f for f in manifest.files if Path(f.path).is_absolute()]
+    return (first, True) if len(theirs) == 1 else (first.parent.parent, False)  # folder/unet/x.safetensors
+
+
+def _build_net(config: Path, name: str) -> torch.nn.Module:
+    """One network from its config folder, random weights."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    if name in ("unet", "vae"):
+        cls = UNet2DConditionModel if name == "unet" else AutoencoderKL
+        return cls.from_config(cls.load_config(str(config / name)))
+    cls = CLIPTextModelWithProjection if name == "text_encoder_2" else CLIPTextModel
+    return cls(CLIPTextConfig.from_json_file(str(config / name / "config.json")))
+
+
+def _from_single_file(ckpt: dict[str, torch.Tensor], name: str, net: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """One network's tensors out of an original-layout checkpoint, by diffusers' own conversions."""
+    from diffusers.loaders.single_file_utils import (
+        convert_ldm_clip_checkpoint,
+        convert_ldm_unet_checkpoint,
+        convert_ldm_vae_checkpoint,
+        convert_open_clip_checkpoint,
+    )
+
+    if name == "unet":
+        return convert_ldm_unet_checkpoint(ckpt, net.config)  # model.diffusion_model.*
+    if name == "vae":
+        return convert_ldm_vae_checkpoint(ckpt, net.config)  # first_stage_model.*
+    if name == "text_encoder":  # cond_stage_model.transformer.* (SD 1.x), conditioner.embedders.0.transformer.* (SDXL)
+        return convert_ldm_clip_checkpoint(ckpt)
+    # conditioner.embedders.1.model.*: OpenCLIP names, fused QKV split, text_projection transposed
+    return convert_open_clip_checkpoint(net, ckpt, prefix="conditioner.embedders.1.model.")
+
+
+def _component_file(folder: Path) -> Path:
+    """The weights of a diffusers component folder: its one .safetensors file, or the full-precision
+    one where a variant (name.fp16.safetensors) lies beside it, as in the published folders."""
+    files = sorted(folder.glob("*.safetensors"))
+    plain = [f for f in files if f.name.count(".") == 1] or files
+    if len(plain) != 1:
+        raise ModelFileError(f"{folder} should hold one .safetensors file, holds {[f.name for f in files]}")
+    return plain[0]
+
+
+def _match_text_model_prefix(state: dict[str, torch.Tensor], expected: dict) -> dict[str, torch.Tensor]:
+    """transformers >= 5.6 builds CLIPTextModel without its `text_model.` level (CLIPTextModelWithProjection
+    keeps it), while checkpoints and older folders name the tensors text_model.*: add or drop the prefix
+    so that either reads into either."""
+    wants = any(k.startswith("text_model.") for k in expected)
+    has = any(k.startswith("text_model.") for k in state)
+    if has and not wants:
+        return {k.removeprefix("text_model."): v for k, v in state.items()}
+    if wants and not has:
+        return {(k if k in expected else f"text_model.{k}"): v for k, v in state.items()}
+    return state
 
 
 def load_stable_diffusion(manifest: ModelManifest, device: str | torch.device = "cpu",
                           dtype: torch.dtype | None = None, compile: str | None = None):
-    """A LatentDiffusion from a registered SD 1.x file or folder, hash-checked first, fully offline.
+    """A LatentDiffusion (sd15) or LatentDiffusionXL (sdxl) from a registered file or folder,
+    hash-checked first, fully offline.
 
-    dtype: default float16 on a GPU, float32 on the CPU. On a GPU the networks also get the speed-ups
-    of pipelines.speed (channels-last, fused QKV; `compile`, default $DESIGNERBOX_COMPILE, e.g.
+    dtype: default float16 on a GPU, float32 on the CPU; a VAE whose config says force_upcast (SDXL's,
+    which overflows in float16) stays in float32. On a GPU the networks also get the speed-ups of
+    pipelines.speed (channels-last, fused QKV; `compile`, default $DESIGNERBOX_COMPILE, e.g.
     "reduce-overhead": CUDA graphs, 3.6x faster per image on an H100, 44 s warm-up, 8 s from the cache)."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from safetensors.torch import load_file
+    from transformers import CLIPTokenizer
 
     from designerbox.pipelines.stable_diffusion import LatentDiffusion
+    from designerbox.pipelines.stable_diffusion_xl import LatentDiffusionXL
     from designerbox.registry.loading import check_state_dict
     from designerbox.samplers.discrete import alphas_cumprod
 
@@ -163,32 +228,17 @@ def load_stable_diffusion(manifest: ModelManifest, device: str | torch.device = 
     found = detect(source)
     if found.id != manifest.family:
         raise ModelFileError(f"model {manifest.id}: its manifest says {manifest.family}, its tensors {found.id}")
-    unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(str(config / "unet")))
-    vae = AutoencoderKL.from_config(AutoencoderKL.load_config(str(config / "vae")))
-    text_encoder = CLIPTextModel(CLIPTextConfig.from_json_file(str(config / "text_encoder" / "config.json")))
-    if single:
-        from diffusers.loaders.single_file_utils import (
-            convert_ldm_clip_checkpoint,
-            convert_ldm_unet_checkpoint,
-            convert_ldm_vae_checkpoint,
-        )
-        from safetensors.torch import load_file
-
-        ckpt = load_file(str(source))
-        parts = {"unet": (unet, convert_ldm_unet_checkpoint(ckpt, unet.config)),
-                 "vae": (vae, convert_ldm_vae_checkpoint(ckpt, vae.config)),
-                 "text_encoder": (text_encoder, convert_ldm_clip_checkpoint(ckpt))}
-    else:
-        from safetensors.torch import load_file
-
-        parts = {}
-        for name, net in (("unet", unet), ("vae", vae), ("text_encoder", text_encoder)):
-            files = sorted((source / name).glob("*.safetensors"))
-            if len(files) != 1:
-                raise ModelFileError(f"{source / name} should hold one .safetensors file, holds {[f.name for f in files]}")
-            parts[name] = (net, load_file(str(files[0])))
-    for name, (net, state) in parts.items():
+    # 1. the networks from their configs, then their tensors: converted from the original layout, or as saved
+    nets = {name: _build_net(config, name) for name in FAMILY_NETS[found.id]}
+    ckpt = load_file(str(source)) if single else None
+    for name, net in nets.items():
+        try:
+            state = _from_single_file(ckpt, name, net) if single else load_file(str(_component_file(source / name)))
+        except KeyError as err:  # diffusers' converters index the tensors a family must have
+            raise ModelFileError(f"model {manifest.id} ({name}): the file lacks tensor {err} of the original "
+                                 f"{FAMILIES[found.id].name} layout (from an incomplete or other checkpoint)") from None
         expected = net.state_dict()
+        state = _match_text_model_prefix(state, expected) if name.startswith("text_encoder") else state
         state = {k: v for k, v in state.items() if k in expected or not k.endswith("position_ids")}
         try:
             check_state_dict(f"model {manifest.id} ({name})", expected, state)
@@ -197,19 +247,28 @@ def load_stable_diffusion(manifest: ModelManifest, device: str | torch.device = 
                     "--config FOLDER --force`)") if single else ""
             raise ModelFileError(f"{err}{hint}") from None
         net.load_state_dict({k: v.to(torch.float32) for k, v in state.items()})
-    tok_dir = config / "tokenizer" if (config / "tokenizer").is_dir() else manifest.folder / CONFIG_DIR / "tokenizer"
-    tokenizer = CLIPTokenizer.from_pretrained(str(tok_dir), local_files_only=True)
+    del ckpt
+    # 2. the tokenizers: the folder's own, else the ones written at registration
+    tokenizers = {}
+    for name in FAMILY_TOKENIZERS[found.id]:
+        folder = config / name if (config / name).is_dir() else manifest.folder / CONFIG_DIR / name
+        tokenizers[name] = CLIPTokenizer.from_pretrained(str(folder), local_files_only=True)
+    # 3. the noise table and parameterisation
     sched = json.loads((config / "scheduler" / "scheduler_config.json").read_text())
     ab = alphas_cumprod(sched.get("beta_schedule", "scaled_linear"), sched.get("num_train_timesteps", 1000),
                         sched.get("beta_start", 0.00085), sched.get("beta_end", 0.012)).float()
     prediction = {"epsilon": "eps", "v_prediction": "v"}[sched.get("prediction_type", "epsilon")]
+    # 4. device and dtype
     on_gpu = torch.device(device).type == "cuda"
     dtype = dtype or (torch.float16 if on_gpu else torch.float32)
-    nets = [n.to(device).eval().requires_grad_(False) for n in (unet, vae, text_encoder)]
-    if dtype != torch.float32:
-        nets = [n.to(dtype) for n in nets]
-    model = LatentDiffusion(unet=nets[0], vae=nets[1], text_encoder=nets[2], tokenizer=tokenizer, alphas_cumprod=ab,
-                            prediction=prediction, device=torch.device(device), dtype=dtype)
+    for name, net in nets.items():
+        upcast = name == "vae" and found.id == "sdxl" and net.config.get("force_upcast", False)
+        nets[name] = net.to(device, torch.float32 if upcast else dtype).eval().requires_grad_(False)
+    common = dict(alphas_cumprod=ab, prediction=prediction, device=torch.device(device), dtype=dtype)
+    if found.id == "sdxl":
+        model = LatentDiffusionXL(**nets, **tokenizers, **common)
+    else:
+        model = LatentDiffusion(**nets, **tokenizers, **common)
     if on_gpu:
         from designerbox.pipelines.speed import speed_up
 
