@@ -48,3 +48,32 @@ def studio(home):
     from designerbox.studio import Studio
 
     return Studio(Settings.from_env())
+
+
+# --- user Stable Diffusion checkpoints (tests/test_stable_diffusion.py, tests/test_sdxl.py) -----------
+
+@pytest.fixture(scope="session")
+def clip_cache(tmp_path_factory):
+    """A cache folder holding the CLIP tokenizer files, built once per session from open-clip-torch's
+    BPE merges (pip download from the package index); the tests that need it skip without it."""
+    from designerbox.registry.clip_tokenizer import tokenizer_folder
+    from designerbox.training.fetch import FetchError
+
+    cache = tmp_path_factory.mktemp("cache")
+    try:
+        tokenizer_folder(cache)
+    except FetchError as err:
+        pytest.skip(f"open-clip-torch==3.3.0 could not be fetched with pip: {err}")
+    return cache
+
+
+@pytest.fixture
+def sd_home(tmp_path, monkeypatch, clip_cache):
+    """A fresh DESIGNERBOX_HOME whose cache already holds the CLIP tokenizer; CPU only."""
+    import shutil
+
+    home = tmp_path / "home"
+    shutil.copytree(clip_cache, home / "cache")
+    monkeypatch.setenv("DESIGNERBOX_HOME", str(home))
+    monkeypatch.setenv("DESIGNERBOX_DEVICE", "cpu")
+    return home

@@ -7,8 +7,8 @@ conversion, `to_ldm` below, the mapping of diffusers' scripts/convert_diffusers_
 generalised to any number of levels and layers). Both go through `designerbox models add` and
 `designerbox generate`, and our samplers on them match diffusers' own StableDiffusionPipeline.
 
-The CLIP tokenizer needs `open-clip-torch==3.3.0` from PyPI (pip download, cached per session);
-tests that need it are skipped when pip cannot fetch it.
+The CLIP tokenizer needs `open-clip-torch==3.3.0` from PyPI (pip download, cached per session: the
+clip_cache fixture of conftest.py); tests that need it are skipped when pip cannot fetch it.
 """
 
 from __future__ import annotations
@@ -106,25 +106,18 @@ def vae_to_ldm(state: dict, config) -> dict:
     return out
 
 
+def clip_to_ldm(state: dict, prefix: str) -> dict:
+    """CLIP ViT-L under its transformers names, text_model.* (transformers >= 5.6 builds CLIPTextModel
+    without that level, checkpoints keep it)."""
+    return {prefix + ("" if k.startswith("text_model.") else "text_model.") + k: v for k, v in state.items()}
+
+
 def to_ldm(unet, vae, text_encoder) -> dict:
-    te = {"cond_stage_model.transformer." + k: v for k, v in text_encoder.state_dict().items()}
+    te = clip_to_ldm(text_encoder.state_dict(), "cond_stage_model.transformer.")
     return unet_to_ldm(unet.state_dict(), unet.config) | vae_to_ldm(vae.state_dict(), vae.config) | te
 
 
 # --- fixtures --------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="session")
-def clip_cache(tmp_path_factory):
-    from designerbox.registry.clip_tokenizer import tokenizer_folder
-    from designerbox.training.fetch import FetchError
-
-    cache = tmp_path_factory.mktemp("cache")
-    try:
-        tokenizer_folder(cache)
-    except FetchError as err:
-        pytest.skip(f"open-clip-torch==3.3.0 could not be fetched with pip: {err}")
-    return cache
-
 
 @pytest.fixture(scope="session")
 def tiny_sd(tmp_path_factory, clip_cache):
@@ -151,15 +144,6 @@ def tiny_sd(tmp_path_factory, clip_cache):
     config = root / "tiny-config"  # the architecture of the single file: the folder without weights
     shutil.copytree(root / "tiny-sd15", config, ignore=shutil.ignore_patterns("*.safetensors", "tokenizer"))
     return root / "tiny-sd15", single, config
-
-
-@pytest.fixture
-def sd_home(tmp_path, monkeypatch, clip_cache):
-    home = tmp_path / "home"
-    shutil.copytree(clip_cache, home / "cache")
-    monkeypatch.setenv("DESIGNERBOX_HOME", str(home))
-    monkeypatch.setenv("DESIGNERBOX_DEVICE", "cpu")
-    return home
 
 
 # --- the tokenizer -----------------------------------------------------------------------------------
@@ -415,8 +399,10 @@ def test_an_sdxl_file_claimed_as_sd15_is_refused(sd_home, tmp_path):
         "conditioner.embedders.1.model.ln_final.weight"])
     with pytest.raises(ModelFileError, match=r"given as Stable Diffusion 1\.x \(sd15\).*Stable Diffusion XL base"):
         add_checkpoint(xl, sd_home, sd_home / "cache", family="sd15")
-    with pytest.raises(ModelFileError, match="loads only sd15"):
-        add_checkpoint(xl, sd_home, sd_home / "cache")
+    refiner = _header_only(tmp_path / "refiner.safetensors", [
+        "model.diffusion_model.input_blocks.0.0.weight", "conditioner.embedders.0.model.ln_final.weight"])
+    with pytest.raises(ModelFileError, match=r"is Stable Diffusion XL refiner \(sdxl-refiner\).*loads only sd15, sdxl"):
+        add_checkpoint(refiner, sd_home, sd_home / "cache")
 
 
 def test_the_packaged_sd15_config_is_the_published_architecture():
