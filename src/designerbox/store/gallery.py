@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from sqlalchemy import JSON, DateTime, Integer, String, Text, create_engine, select
+from sqlalchemy import delete as sa_delete
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from designerbox.store.png_metadata import write_atomic
@@ -49,13 +50,20 @@ class Gallery:
         self.engine = create_engine(f"sqlite:///{self.root / 'gallery.sqlite'}")
         Base.metadata.create_all(self.engine)
 
-    def add(self, png: bytes, record: dict) -> ImageRow:
+    def put_file(self, png: bytes) -> tuple[str, Path]:
+        """Write the PNG under its sha256 (atomically; once); returns (sha256, path relative to root).
+
+        A file without a row is invisible to list/get; `add` (idempotent) makes it a gallery image."""
         sha = hashlib.sha256(png).hexdigest()
         rel = Path("images") / sha[:2] / f"{sha}.png"
         path = self.root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists():
             write_atomic(path, png)
+        return sha, rel
+
+    def add(self, png: bytes, record: dict) -> ImageRow:
+        sha, rel = self.put_file(png)
         with Session(self.engine, expire_on_commit=False) as s:
             row = s.scalar(select(ImageRow).where(ImageRow.sha256 == sha))
             if row is None:
@@ -78,18 +86,38 @@ class Gallery:
     def file(self, row: ImageRow) -> Path:
         return self.root / row.path
 
-    def list(self, limit: int = 20, model: str | None = None, search: str | None = None) -> list[ImageRow]:
-        q = select(ImageRow).order_by(ImageRow.created_at.desc()).limit(limit)
+    def list(self, limit: int = 20, model: str | None = None, search: str | None = None,
+             since: datetime | None = None, until: datetime | None = None, offset: int = 0) -> list[ImageRow]:
+        """Newest first; search matches prompt text (case-insensitive), since/until bound created_at."""
+        q = select(ImageRow).order_by(ImageRow.created_at.desc(), ImageRow.id).offset(offset).limit(limit)
         if model:
             q = q.where(ImageRow.model_id == model)
         if search:
-            q = q.where(ImageRow.prompt.contains(search))
+            q = q.where(ImageRow.prompt.icontains(search, autoescape=True))
+        if since is not None:
+            q = q.where(ImageRow.created_at >= _utc(since))
+        if until is not None:
+            q = q.where(ImageRow.created_at < _utc(until))
         with Session(self.engine) as s:
             return list(s.scalars(q).all())
+
+    def delete(self, image_id: str) -> ImageRow:
+        """Remove an image's row, then its file; returns the removed row."""
+        row = self.get(image_id)
+        with Session(self.engine) as s:
+            s.execute(sa_delete(ImageRow).where(ImageRow.id == row.id))
+            s.commit()
+        self.file(row).unlink(missing_ok=True)
+        return row
 
     def count(self) -> int:
         with Session(self.engine) as s:
             return len(s.scalars(select(ImageRow.id)).all())
+
+
+def _utc(t: datetime) -> datetime:
+    """SQLite keeps datetimes as naive text: compare in UTC, without the offset."""
+    return (t.astimezone(timezone.utc) if t.tzinfo else t).replace(tzinfo=None)
 
 
 def dumps(row: ImageRow) -> str:

@@ -1,0 +1,273 @@
+"""The durable job queue: one row per job in SQLite (SQLAlchemy 2), every state change a
+compare-and-set UPDATE, so two workers never both claim a job and a job finishes at most once.
+
+    queued --claim--> running --finish--> succeeded
+       ^                 |  \\--fail----> failed
+       |                 |   \\-cancel--> cancelled
+       +--requeue--------+   (a dead worker's job at startup, or the server stopping mid-job)
+
+Choosing the next job: the highest priority first; within it, the user served least recently
+(round-robin, so one user's batch does not starve the others); within a user, the oldest job.
+A worker is named "host:pid:token"; a running job whose worker's process is gone is re-queued by
+`requeue_orphans()` when a server starts. The request is stored with its seed already fixed, so a
+job that runs again draws the same images.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sqlalchemy import JSON, Boolean, DateTime, Integer, String, Text, create_engine, event, func, select, update
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from designerbox.jobs.schema import GenerationRequest
+
+STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+FINAL_STATES = ("succeeded", "failed", "cancelled")
+LOCAL_USER = "local"  # single-user mode until users and keys exist; the column is there for them
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class JobRow(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user: Mapped[str] = mapped_column(String(64), index=True, default=LOCAL_USER)
+    priority: Mapped[int] = mapped_column(Integer, default=0)          # higher runs first
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    request: Mapped[dict] = mapped_column(JSON)                         # GenerationRequest, seed fixed
+    source: Mapped[str] = mapped_column(String(16), default="api")      # api, openai, a1111, web
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    worker: Mapped[str | None] = mapped_column(String(128), nullable=True)  # host:pid:token of the claimer
+    device: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)           # claims so far
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    total_steps: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    images: Mapped[list] = mapped_column(JSON, default=list)            # [{"id", "sha256", "path"}]
+    stored: Mapped[bool] = mapped_column(Boolean, default=False)        # gallery rows written for images
+    retry_of: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+    def public(self) -> dict:
+        return {"id": self.id, "state": self.state, "user": self.user, "priority": self.priority,
+                "source": self.source, "request": self.request,
+                "progress": {"step": self.step, "total": self.total_steps,
+                             "fraction": _fraction(self.state, self.step, self.total_steps)},
+                "created_at": _iso(self.created_at), "started_at": _iso(self.started_at),
+                "finished_at": _iso(self.finished_at), "attempts": self.attempts, "device": self.device,
+                "cancel_requested": self.cancel_requested, "error": self.error,
+                "images": [img["id"] for img in self.images or []], "retry_of": self.retry_of}
+
+
+def _fraction(state: str, step: int, total: int | None) -> float:
+    if state == "succeeded":
+        return 1.0
+    return round(min(step / total, 1.0), 4) if total else 0.0
+
+
+def _iso(t: datetime | None) -> str | None:
+    return None if t is None else t.replace(tzinfo=timezone.utc).isoformat()
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)  # SQLite keeps naive text; always UTC here
+
+
+class UnknownJobError(KeyError):
+    pass
+
+
+class JobStateError(ValueError):
+    """The job is not in a state that allows the operation (cancel a finished job, retry a running one)."""
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+class JobQueue:
+    """Jobs in `path` (SQLite, WAL mode: readers do not wait for the worker's writes)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.engine = create_engine(f"sqlite:///{self.path}", connect_args={"timeout": 30})
+        event.listen(self.engine, "connect", _sqlite_pragmas)
+        Base.metadata.create_all(self.engine)
+
+    # -- submitting and reading ---------------------------------------------------------------
+    def submit(self, request: GenerationRequest, *, user: str = LOCAL_USER, priority: int = 0, source: str = "api",
+               retry_of: str | None = None) -> JobRow:
+        """Store a queued job. The seed is fixed here so a re-run (after a crash) draws the same images."""
+        data = request.model_dump(exclude_unset=True, mode="json")
+        if request.seed is None:
+            data["seed"] = secrets.randbelow(2**32)
+        row = JobRow(id=secrets.token_hex(8), user=user, priority=priority, state="queued", request=data,
+                     source=source, created_at=_now(), attempts=0, step=0, cancel_requested=False, images=[],
+                     stored=False, retry_of=retry_of)
+        with Session(self.engine, expire_on_commit=False) as s:
+            s.add(row)
+            s.commit()
+        return row
+
+    def get(self, job_id: str) -> JobRow:
+        with Session(self.engine) as s:
+            row = s.get(JobRow, job_id)
+        if row is None:
+            raise UnknownJobError(f"no job with id {job_id!r}")
+        return row
+
+    def list(self, state: str | None = None, user: str | None = None, limit: int = 50) -> list[JobRow]:
+        q = select(JobRow).order_by(JobRow.created_at.desc()).limit(limit)
+        if state is not None:
+            q = q.where(JobRow.state == state)
+        if user is not None:
+            q = q.where(JobRow.user == user)
+        with Session(self.engine) as s:
+            return list(s.scalars(q).all())
+
+    def position(self, job_id: str) -> int | None:
+        """How many queued jobs were submitted before this queued one (a rough place in line)."""
+        row = self.get(job_id)
+        if row.state != "queued":
+            return None
+        with Session(self.engine) as s:
+            return s.scalar(select(func.count()).select_from(JobRow).where(
+                JobRow.state == "queued", JobRow.created_at < row.created_at))
+
+    # -- a worker's side ------------------------------------------------------------------------
+    def claim(self, worker: str, device: str) -> JobRow | None:
+        """Take the next job (priority, then round-robin by user, then age); None when none is queued."""
+        for _ in range(20):  # another worker may take our pick between select and update: pick again
+            with Session(self.engine) as s:
+                top = s.scalar(select(func.max(JobRow.priority)).where(JobRow.state == "queued"))
+                if top is None:
+                    return None
+                users = s.scalars(select(JobRow.user).where(JobRow.state == "queued", JobRow.priority == top)
+                                  .distinct()).all()
+                served = dict(s.execute(select(JobRow.user, func.max(JobRow.started_at))
+                                        .where(JobRow.user.in_(users), JobRow.started_at.is_not(None))
+                                        .group_by(JobRow.user)).all())
+                user = min(users, key=lambda u: (served.get(u) is not None, served.get(u) or datetime.min, u))
+                job_id = s.scalar(select(JobRow.id).where(JobRow.state == "queued", JobRow.priority == top,
+                                                          JobRow.user == user)
+                                  .order_by(JobRow.created_at, JobRow.id).limit(1))
+                done = s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.state == "queued").values(
+                    state="running", worker=worker, device=device, started_at=_now(), step=0,
+                    attempts=JobRow.attempts + 1, error=None))
+                s.commit()
+                if done.rowcount == 1:
+                    return s.get(JobRow, job_id)
+        return None
+
+    def progress(self, job_id: str, worker: str, step: int, total: int | None) -> None:
+        with Session(self.engine) as s:
+            s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.worker == worker, JobRow.state == "running")
+                      .values(step=step, total_steps=total))
+            s.commit()
+
+    def finish(self, job_id: str, worker: str, images: list[dict]) -> bool:
+        """running -> succeeded, only while this worker still holds the job; False if it does not."""
+        return self._move(job_id, worker, "succeeded", images=images, finished_at=_now())
+
+    def fail(self, job_id: str, worker: str, error: str) -> bool:
+        return self._move(job_id, worker, "failed", error=error, finished_at=_now())
+
+    def mark_cancelled(self, job_id: str, worker: str) -> bool:
+        return self._move(job_id, worker, "cancelled", finished_at=_now())
+
+    def release(self, job_id: str, worker: str) -> bool:
+        """running -> queued: the worker stops before the job is done (server shutting down)."""
+        return self._move(job_id, worker, "queued", worker=None, step=0)
+
+    def mark_stored(self, job_id: str) -> None:
+        with Session(self.engine) as s:
+            s.execute(update(JobRow).where(JobRow.id == job_id).values(stored=True))
+            s.commit()
+
+    def _move(self, job_id: str, worker: str, state: str, **values) -> bool:
+        with Session(self.engine) as s:
+            done = s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.state == "running",
+                                                  JobRow.worker == worker).values(state=state, **values))
+            s.commit()
+        return done.rowcount == 1
+
+    # -- a user's side ----------------------------------------------------------------------------
+    def cancel(self, job_id: str) -> JobRow:
+        """A queued job is cancelled at once; a running one is flagged and stops at its next sampling step."""
+        row = self.get(job_id)
+        with Session(self.engine) as s:
+            s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.state == "queued")
+                      .values(state="cancelled", cancel_requested=True, finished_at=_now()))
+            s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.state == "running")
+                      .values(cancel_requested=True))
+            s.commit()
+        row = self.get(job_id)
+        if row.state in ("succeeded", "failed"):
+            raise JobStateError(f"job {job_id} has already {row.state}; only queued or running jobs can be cancelled")
+        return row
+
+    def retry(self, job_id: str) -> JobRow:
+        """A new queued job with the same request (and seed) as a failed or cancelled one."""
+        row = self.get(job_id)
+        if row.state not in ("failed", "cancelled"):
+            raise JobStateError(f"job {job_id} is {row.state}; only failed or cancelled jobs can be retried")
+        return self.submit(GenerationRequest(**row.request), user=row.user, priority=row.priority,
+                           source=row.source, retry_of=row.id)
+
+    # -- at startup ---------------------------------------------------------------------------------
+    def requeue_orphans(self) -> list[str]:
+        """Put back in the queue every running job whose worker process on this host is gone."""
+        host = socket.gethostname()
+        ids = []
+        with Session(self.engine) as s:
+            for row in s.scalars(select(JobRow).where(JobRow.state == "running")).all():
+                w_host, w_pid, _ = (row.worker or "::").split(":", 2)
+                if w_host == host and w_pid.isdigit() and _process_alive(int(w_pid)) and int(w_pid) != os.getpid():
+                    continue  # another live server process on this host holds it
+                if w_host != host and w_host:
+                    continue  # another host's worker: not ours to judge
+                done = s.execute(update(JobRow).where(JobRow.id == row.id, JobRow.state == "running",
+                                                      JobRow.worker == row.worker)
+                                 .values(state="queued", worker=None, step=0))
+                if done.rowcount == 1:
+                    ids.append(row.id)
+            s.commit()
+        return ids
+
+    def unstored(self) -> list[JobRow]:
+        """Succeeded jobs whose images are not yet all in the gallery (the process died in between)."""
+        with Session(self.engine) as s:
+            return list(s.scalars(select(JobRow).where(JobRow.state == "succeeded", JobRow.stored.is_(False))).all())
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cur = dbapi_connection.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across a process crash
+    cur.close()
+
+
+def dumps(row: JobRow) -> str:
+    return json.dumps(row.public(), indent=2)
