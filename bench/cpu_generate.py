@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import platform
 import statistics
 import sys
@@ -92,17 +93,21 @@ def load(model_dir: Path):
         sys.exit(f"cpu_generate: no weights in {model_dir} (missing {WEIGHTS}). The built-in model's weights "
                  "are exported when its training finishes; until then pass --model-dir with a model folder "
                  "that has weights (designerbox.training.model_folder.create_pixel_model makes one).")
+    models = {}
     try:
         manifest = ModelManifest.read(model_dir)
-        ours = load_pixel_diffusion(manifest, "cpu")
+        for backend in ("onnx", "torch"):  # pipelines/onnx_cpu.py: the default on the CPU, and plain PyTorch
+            os.environ["DESIGNERBOX_CPU_BACKEND"] = backend
+            models[backend] = load_pixel_diffusion(manifest, "cpu")
     except ModelFileError as err:
         sys.exit(f"cpu_generate: cannot load {model_dir}: {err}")
-    ours = dataclasses.replace(ours, text_encoder=PrecomputedTextEncoder(ours.text_encoder, [PROMPT, NEGATIVE]))
+    encoder = PrecomputedTextEncoder(models["torch"].text_encoder, [PROMPT, NEGATIVE])
+    models = {k: dataclasses.replace(m, text_encoder=encoder) for k, m in models.items()}
     unet = load_diffusers_unet(model_dir)
-    same = all(torch.equal(a, b) for a, b in zip(ours.unet.state_dict().values(), unet.state_dict().values()))
+    same = all(torch.equal(a, b) for a, b in zip(models["torch"].unet.state_dict().values(), unet.state_dict().values()))
     if not same:
         sys.exit("cpu_generate: diffusers' from_pretrained and our loader gave different weights")
-    return manifest, ours, unet
+    return manifest, models, unet
 
 
 def main(argv=None) -> int:
@@ -111,16 +116,17 @@ def main(argv=None) -> int:
     from diffusers.utils import logging as diffusers_logging
     diffusers_logging.set_verbosity_error()  # e.g. "accelerate was not found", on every from_pretrained
 
-    manifest, ours, unet = load(args.model_dir)
+    manifest, models, unet = load(args.model_dir)
+    ours = models["onnx"]
     d = manifest.defaults
     steps = args.steps or d.steps
     width, height = manifest.native_size
     scheduler = load_diffusers_scheduler(args.model_dir, d.sampler, d.schedule)
     pooled = ours.text_encoder([PROMPT, NEGATIVE])[1]  # (2, 384), the same embeddings for both sides
 
-    def run_ours(seeds):
+    def run_ours(seeds, model=ours):
         start = time.perf_counter()
-        images = text_to_image(ours, PROMPT, NEGATIVE, width=width, height=height, steps=steps, sampler=d.sampler,
+        images = text_to_image(model, PROMPT, NEGATIVE, width=width, height=height, steps=steps, sampler=d.sampler,
                                schedule=d.schedule, cfg_scale=d.cfg_scale, seeds=seeds)
         return time.perf_counter() - start, images
 
@@ -134,14 +140,16 @@ def main(argv=None) -> int:
     results = []
     for batch in dict.fromkeys([args.batch, 4]):
         seeds = list(range(FIRST_SEED, FIRST_SEED + batch))
-        run_ours(seeds), run_diffusers(seeds)  # warm-up
-        times = {"ours": [], "diffusers": []}
-        for _ in range(args.repeats):  # interleaved: a, b, a, b, ...
+        run_ours(seeds), run_ours(seeds, models["torch"]), run_diffusers(seeds)  # warm-up
+        times = {"ours": [], "ours_torch": [], "diffusers": []}
+        for _ in range(args.repeats):  # interleaved: a, b, c, a, b, c, ...
             times["ours"].append(run_ours(seeds)[0] / batch)
+            times["ours_torch"].append(run_ours(seeds, models["torch"])[0] / batch)
             times["diffusers"].append(run_diffusers(seeds)[0] / batch)
-        a, b = statistics.median(times["ours"]), statistics.median(times["diffusers"])
-        results.append({"batch": batch, "ours_s_per_image": a, "diffusers_s_per_image": b, "ratio": a / b,
-                        "ours_runs": times["ours"], "diffusers_runs": times["diffusers"]})
+        a, t, b = (statistics.median(times[k]) for k in ("ours", "ours_torch", "diffusers"))
+        results.append({"batch": batch, "ours_s_per_image": a, "ours_torch_s_per_image": t, "diffusers_s_per_image": b,
+                        "ratio": a / b, "ratio_torch": t / b, "ours_runs": times["ours"],
+                        "ours_torch_runs": times["ours_torch"], "diffusers_runs": times["diffusers"]})
 
     seeds = list(range(FIRST_SEED, FIRST_SEED + args.batch))
     mine = run_ours(seeds)[1]
@@ -177,10 +185,12 @@ def table(r: dict) -> str:
              f"CPU: {r['cpu']}, {r['threads']} thread(s); torch {r['torch']}, diffusers {r['diffusers']}; "
              f"median of {r['repeats']} interleaved runs",
              "",
-             f"{'batch':>5}  {'ours s/img':>10}  {'diffusers s/img':>15}  {'ours/diffusers':>14}"]
+             "ours: UNet on ONNX Runtime (the default on the CPU); ours-torch: the same pipeline on PyTorch",
+             f"{'batch':>5}  {'ours s/img':>10}  {'ours-torch s/img':>16}  {'diffusers s/img':>15}  "
+             f"{'ours/diffusers':>14}  {'ours-torch/diffusers':>20}"]
     for x in r["results"]:
-        lines.append(f"{x['batch']:>5}  {x['ours_s_per_image']:>10.4f}  {x['diffusers_s_per_image']:>15.4f}  "
-                     f"{x['ratio']:>14.3f}")
+        lines.append(f"{x['batch']:>5}  {x['ours_s_per_image']:>10.4f}  {x['ours_torch_s_per_image']:>16.4f}  "
+                     f"{x['diffusers_s_per_image']:>15.4f}  {x['ratio']:>14.3f}  {x['ratio_torch']:>20.3f}")
     g = r["agreement"]
     lines += ["",
               f"agreement, seeds {g['seeds']}: |ours - diffusers| mean {g['mean_abs_255']:.4f}, "

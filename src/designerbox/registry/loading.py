@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import torch
@@ -11,6 +12,7 @@ from designerbox.models.esrgan import RDN
 from designerbox.models.evaluator import EvalEncoder
 from designerbox.models.gan import Generator
 from designerbox.pipelines.gan_generate import TextGAN
+from designerbox.pipelines.onnx_cpu import cpu_backend
 from designerbox.pipelines.text_to_image import PixelDiffusion
 from designerbox.registry.files import ModelFileError, verify_files
 from designerbox.registry.manifest import ModelManifest
@@ -50,6 +52,12 @@ def load_pixel_diffusion(manifest: ModelManifest, device: str | torch.device = "
     unet = unet.to(device).eval().requires_grad_(False)
     if dtype != torch.float32:
         unet = unet.to(dtype)
+    if torch.device(device).type == "cpu" and dtype == torch.float32 and cpu_backend() == "onnx":
+        from designerbox.pipelines.onnx_cpu import onnx_unet
+        from designerbox.settings import Settings
+
+        key = hashlib.sha256((manifest.weights_sha256 + json.dumps(unet_config, sort_keys=True)).encode()).hexdigest()
+        unet = onnx_unet(unet, key, Settings.from_env().home / "cache" / "onnx", size=manifest.native_size[0])
     if manifest.text_encoder != "all-minilm-l6-v2":
         raise ModelFileError(f"model {manifest.id} asks for text encoder {manifest.text_encoder!r}; "
                              "pixel diffusion models use 'all-minilm-l6-v2'")
