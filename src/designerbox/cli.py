@@ -544,6 +544,10 @@ def build_parser() -> argparse.ArgumentParser:
     gt.add_argument("--threads", type=int, default=0)
     gt.add_argument("--checkpoint-minutes", type=float, default=5)
     gn.set_defaults(func=cmd_gan, seed=None, source=None)
+
+    from designerbox.server.cli import add_parser as add_serve_parser  # the server keeps its own options
+
+    add_serve_parser(sub)
     return p
 
 

@@ -1,0 +1,114 @@
+"""The app factory: settings -> studio, queue, event log, workers -> FastAPI app.
+
+Nothing starts at import or in create_app: the worker threads start when the app starts (its
+lifespan) and stop when it stops, putting a job in progress back in the queue. At start, jobs left
+running by a dead process are queued again, and finished jobs whose gallery rows were not written
+get them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from contextlib import asynccontextmanager
+from importlib import resources
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from designerbox import __version__
+from designerbox.jobs.schema import GenerationRequest
+from designerbox.registry.discovery import UnknownModelError
+from designerbox.server.events import EventLog
+from designerbox.server.queue import JobQueue, JobStateError, UnknownJobError
+from designerbox.server.routes import a1111, events, generations, images, jobs, models, openai_compat, presets
+from designerbox.server.submit import InvalidRequest
+from designerbox.server.worker import Worker, devices, store_unfinished
+from designerbox.settings import Settings
+from designerbox.store.gallery import UnknownImageError
+from designerbox.studio import Studio
+
+log = logging.getLogger("designerbox.server")
+
+# request bodies whose unknown fields are answered with the list of valid ones
+BODY_FIELDS = {"/api/v1/generations": sorted(GenerationRequest.model_fields)}
+
+
+def create_app(settings: Settings | None = None, *, workers: bool = True) -> FastAPI:
+    """The studio app. workers=False serves the API without running jobs (they stay queued)."""
+    settings = settings or Settings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        state = app.state
+        requeued = state.queue.requeue_orphans()
+        stored = store_unfinished(state.queue, state.studio.gallery)
+        if requeued or stored:
+            log.warning("startup: %d job(s) left running by a stopped process queued again, %d finished job(s) "
+                        "stored in the gallery", len(requeued), len(stored))
+        if workers:
+            for device in devices(settings):
+                studio = Studio(dataclasses.replace(settings, device=device))
+                state.workers.append(Worker(studio, state.queue, state.events))
+            for w in state.workers:
+                w.start()
+        yield
+        for w in state.workers:
+            w.stop()
+
+    app = FastAPI(title="DesignerBox", version=__version__, lifespan=lifespan,
+                  description="Text to image with your own models. REST API under /api/v1; "
+                  "OpenAI Images (/v1/images/generations) and A1111 (/sdapi/v1) compatible endpoints.")
+    app.state.settings = settings
+    app.state.studio = Studio(settings)
+    app.state.queue = JobQueue(settings.home / "queue.sqlite")
+    app.state.events = EventLog()
+    app.state.workers = []
+    app.state.a1111_checkpoint = None  # A1111's sd_model_checkpoint option; None: the default model
+
+    for module in (generations, jobs, events, images, models, presets):
+        app.include_router(module.router, prefix="/api/v1")
+    app.include_router(openai_compat.router)
+    app.include_router(a1111.router)
+    _error_handlers(app)
+    static = resources.files("designerbox.server").joinpath("static")
+    app.mount("/", StaticFiles(directory=str(static), html=True), name="web")
+    return app
+
+
+def _detail(message: str, loc: list | None = None, kind: str = "value_error") -> dict:
+    return {"detail": [{"loc": loc or ["body"], "msg": message, "type": kind}]}
+
+
+def _error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def validation(request: Request, err: RequestValidationError):
+        if request.url.path.startswith("/v1/"):
+            return openai_compat.error_response(err)
+        errors = []
+        for e in err.errors():
+            msg = str(e.get("msg", "")).removeprefix("Value error, ")
+            if e.get("type") == "extra_forbidden" and request.url.path in BODY_FIELDS:
+                msg = f"unknown field {e['loc'][-1]!r}; valid fields: {', '.join(BODY_FIELDS[request.url.path])}"
+            errors.append({"loc": list(e.get("loc", [])), "msg": msg, "type": e.get("type", "value_error")})
+        return JSONResponse(status_code=422, content={"detail": errors})
+
+    @app.exception_handler(InvalidRequest)
+    async def invalid(request: Request, err: InvalidRequest):
+        loc = ["body", err.field] if err.field else ["body"]
+        return JSONResponse(status_code=422, content=_detail(str(err), loc))
+
+    @app.exception_handler(UnknownModelError)
+    async def unknown_model(request: Request, err: UnknownModelError):
+        return JSONResponse(status_code=404, content={"detail": str(err)})
+
+    @app.exception_handler(UnknownJobError)
+    @app.exception_handler(UnknownImageError)
+    async def not_found(request: Request, err: KeyError):
+        return JSONResponse(status_code=404, content={"detail": err.args[0]})
+
+    @app.exception_handler(JobStateError)
+    async def conflict(request: Request, err: JobStateError):
+        return JSONResponse(status_code=409, content={"detail": str(err)})

@@ -1,0 +1,52 @@
+"""What happens to jobs in this process, as it happens: an append-only log of events per job, read
+by Server-Sent Events streams, plus the cancel flags the sampler callback checks.
+
+Events: queued, started, progress (per sampling step, with a small preview PNG where the network
+works in pixels), finished, failed, cancelled, requeued. The durable state is the queue's row;
+this log only lives as long as the process, and keeps the last `keep` jobs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+
+TERMINAL = ("finished", "failed", "cancelled")
+
+
+class EventLog:
+    def __init__(self, keep: int = 500):
+        self.keep = keep
+        self._events: OrderedDict[str, list[dict]] = OrderedDict()
+        self._cancel: set[str] = set()
+        self._lock = threading.Lock()
+        self.wakeup = threading.Event()  # set when a job is queued, so idle workers look at once
+
+    def publish(self, job_id: str, kind: str, **data) -> None:
+        with self._lock:
+            log = self._events.setdefault(job_id, [])
+            self._events.move_to_end(job_id)
+            log.append({"event": kind, "job": job_id, "time": round(time.time(), 3), **data})
+            while len(self._events) > self.keep:
+                self._events.popitem(last=False)
+
+    def since(self, job_id: str, index: int) -> list[dict]:
+        with self._lock:
+            return list(self._events.get(job_id, ())[index:])
+
+    def latest(self, job_id: str, kind: str) -> dict | None:
+        with self._lock:
+            return next((e for e in reversed(self._events.get(job_id, ())) if e["event"] == kind), None)
+
+    # cancel flags: set by the API, read in the worker's sampler callback at every step
+    def request_cancel(self, job_id: str) -> None:
+        with self._lock:
+            self._cancel.add(job_id)
+
+    def cancel_requested(self, job_id: str) -> bool:
+        return job_id in self._cancel
+
+    def clear_cancel(self, job_id: str) -> None:
+        with self._lock:
+            self._cancel.discard(job_id)

@@ -1,0 +1,1 @@
+"""One router per resource under /api/v1, and the compatible APIs (OpenAI Images, A1111)."""

@@ -1,0 +1,174 @@
+"""The worker loop: one thread per device, claiming jobs from the queue and running them with the
+same `Studio.generate` the CLI and the Python API use.
+
+Per job:
+  1. claim (queued -> running, compare-and-set), publish "started"
+  2. generate; the sampler callback publishes progress (and a preview) per step and raises
+     JobCancelled when a cancel was asked for, so a cancel takes effect within one step
+  3. write each PNG under its sha256 (temporary name, then rename), then mark the job succeeded
+     (only if this worker still holds it), then add the gallery rows and mark the job stored:
+     a crash between any two steps leaves nothing half-done (see `store_unfinished`)
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import threading
+import time
+
+import torch
+
+from designerbox.jobs.generate import RequestError
+from designerbox.jobs.schema import GenerationRequest
+from designerbox.presets import UnknownPresetError
+from designerbox.registry.discovery import UnknownModelError
+from designerbox.registry.files import ModelFileError
+from designerbox.server.events import EventLog
+from designerbox.server.queue import JobQueue, JobRow, worker_name
+from designerbox.store.gallery import Gallery
+from designerbox.store.png_metadata import read_record
+from designerbox.studio import Studio
+
+log = logging.getLogger("designerbox.worker")
+
+PREVIEW_MAX_PIXELS = 128 * 128   # previews only where the network works in pixels and they are small
+DB_PROGRESS_SECONDS = 0.25       # progress is written to the queue at most this often (events: every step)
+USER_ERRORS = (RequestError, UnknownModelError, UnknownPresetError, ModelFileError, MemoryError, ValueError)
+
+
+class JobCancelled(Exception):
+    pass
+
+
+class WorkerStopping(Exception):
+    pass
+
+
+def preview_png(denoised: torch.Tensor | None) -> str | None:
+    """The first image of the current denoised estimate as base64 PNG, or None when that is not cheap."""
+    if denoised is None or denoised.dim() != 4 or denoised.shape[1] != 3:
+        return None  # latent models would need a VAE decode per step
+    if denoised.shape[2] * denoised.shape[3] > PREVIEW_MAX_PIXELS:
+        return None
+    from PIL import Image
+
+    arr = ((denoised[0].float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+class Worker:
+    """Runs jobs on one device until stopped."""
+
+    def __init__(self, studio: Studio, queue: JobQueue, events: EventLog, poll_seconds: float = 1.0):
+        self.studio, self.queue, self.events = studio, queue, events
+        self.device = studio.device
+        self.name = worker_name()
+        self.poll_seconds = poll_seconds
+        self.current: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name=f"designerbox-worker-{self.device}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop after the current sampling step; a job in progress goes back to the queue."""
+        self._stop.set()
+        self.events.wakeup.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            job = self.queue.claim(self.name, self.device)
+            if job is None:
+                self.events.wakeup.wait(self.poll_seconds)
+                self.events.wakeup.clear()
+                continue
+            self.run_job(job)
+
+    def run_job(self, job: JobRow) -> None:
+        self.current = job.id
+        self.events.publish(job.id, "started", attempt=job.attempts, device=self.device)
+        try:
+            images = self._generate(job)
+        except JobCancelled:
+            self.queue.mark_cancelled(job.id, self.name)
+            self.events.publish(job.id, "cancelled")
+        except WorkerStopping:
+            self.queue.release(job.id, self.name)
+            self.events.publish(job.id, "requeued", reason="the server is stopping; the job runs again at start")
+        except USER_ERRORS as err:
+            self._failed(job, str(err.args[0]) if isinstance(err, KeyError) else str(err))
+        except Exception as err:  # noqa: BLE001 - the loop must outlive any one job; the error is kept
+            log.exception("job %s failed", job.id)
+            self._failed(job, f"{type(err).__name__}: {err}")
+        else:
+            self._store(job, images)
+        finally:
+            self.events.clear_cancel(job.id)
+            self.current = None
+
+    def _failed(self, job: JobRow, message: str) -> None:
+        self.queue.fail(job.id, self.name, message)
+        self.events.publish(job.id, "failed", error=message)
+
+    def _generate(self, job: JobRow):
+        request = GenerationRequest(**job.request)
+        last_write = 0.0
+
+        def progress(info: dict) -> None:
+            nonlocal last_write
+            if self._stop.is_set():
+                raise WorkerStopping()
+            step, total = info["i"] + 1, info["total"]
+            self.events.publish(job.id, "progress", step=step, total=total, preview=preview_png(info.get("denoised")))
+            now = time.monotonic()
+            if now - last_write > DB_PROGRESS_SECONDS or step == total:
+                self.queue.progress(job.id, self.name, step, total)
+                last_write = now
+            if self.events.cancel_requested(job.id):
+                raise JobCancelled()
+
+        if job.cancel_requested or self.events.cancel_requested(job.id):
+            raise JobCancelled()
+        return self.studio.generate(request, progress=progress, save=False)
+
+    def _store(self, job: JobRow, images) -> None:
+        gallery = self.studio.gallery
+        refs = []
+        for img in images:
+            sha, rel = gallery.put_file(img.png)
+            refs.append({"id": sha[:16], "sha256": sha, "path": str(rel)})
+        if not self.queue.finish(job.id, self.name, refs):
+            log.warning("job %s was taken from this worker before it finished; its result is dropped", job.id)
+            return
+        for img in images:
+            gallery.add(img.png, img.record)
+        self.queue.mark_stored(job.id)
+        self.events.publish(job.id, "finished", images=[r["id"] for r in refs])
+
+
+def store_unfinished(queue: JobQueue, gallery: Gallery) -> list[str]:
+    """Add the gallery rows of succeeded jobs whose process died before adding them (startup repair).
+    Each PNG carries its own record, so the rows are rebuilt from the files alone."""
+    done = []
+    for job in queue.unstored():
+        for ref in job.images:
+            path = gallery.root / ref["path"]
+            gallery.add(path.read_bytes(), read_record(path))
+        queue.mark_stored(job.id)
+        done.append(job.id)
+    return done
+
+
+def devices(settings) -> list[str]:
+    """One worker per device: every CUDA device when the setting is "auto" and CUDA is there, else the one named."""
+    if settings.device == "auto" and torch.cuda.is_available():
+        return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    return [settings.resolve_device()]
