@@ -70,6 +70,11 @@ def test_cancel_and_retry_rules(queue):
     row = queue.cancel(running.id)
     assert row.state == "running" and row.cancel_requested     # the worker stops it at its next step
     assert queue.mark_cancelled(running.id, w)
+    stopped = queue.submit(req("stopped one"))
+    queue.claim(w, "cpu")
+    assert queue.release(stopped.id, w)                        # the server stops mid-job: back in the queue
+    assert (queue.get(stopped.id).state, queue.get(stopped.id).worker) == ("queued", None)
+    queue.cancel(stopped.id)
     retried = queue.retry(queued.id)
     assert retried.state == "queued" and retried.retry_of == queued.id
     assert retried.request == queue.get(queued.id).request    # same request, same seed

@@ -206,10 +206,11 @@ class JobQueue:
             s.execute(update(JobRow).where(JobRow.id == job_id).values(stored=True))
             s.commit()
 
-    def _move(self, job_id: str, worker: str, state: str, **values) -> bool:
+    def _move(self, job_id: str, holder: str, state: str, **values) -> bool:
+        """running -> state, only while `holder` holds the job."""
         with Session(self.engine) as s:
             done = s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.state == "running",
-                                                  JobRow.worker == worker).values(state=state, **values))
+                                                  JobRow.worker == holder).values(state=state, **values))
             s.commit()
         return done.rowcount == 1
 

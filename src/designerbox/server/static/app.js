@@ -1,0 +1,199 @@
+// The DesignerBox page: plain JavaScript over the REST API (/api/v1), no build step.
+"use strict";
+
+const api = "/api/v1";
+const $ = (id) => document.getElementById(id);
+let models = {};          // id -> model (from GET /api/v1/models)
+let currentJob = null;    // the job the Generate panel follows
+
+async function getJSON(url, options) {
+  const response = await fetch(url, options);
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(errorText(body) || `${response.status} ${response.statusText}`);
+  return body;
+}
+
+function errorText(body) {
+  if (typeof body.detail === "string") return body.detail;
+  if (Array.isArray(body.detail)) return body.detail.map((e) => e.msg).join("; ");
+  return "";
+}
+
+function setStatus(text, isError = false) {
+  $("status").textContent = text;
+  $("status").className = isError ? "error" : "";
+}
+
+// -- tabs --------------------------------------------------------------------------------------
+for (const tab of document.querySelectorAll(".tab")) {
+  tab.addEventListener("click", () => showPanel(tab.dataset.panel));
+}
+
+function showPanel(name) {
+  for (const tab of document.querySelectorAll(".tab")) tab.classList.toggle("active", tab.dataset.panel === name);
+  for (const panel of document.querySelectorAll(".panel")) panel.classList.toggle("active", panel.id === name);
+  if (name === "gallery") loadGallery();
+}
+
+// -- choices: models, styles, sizes ------------------------------------------------------------
+async function loadChoices() {
+  const [modelList, presets] = await Promise.all([
+    getJSON(`${api}/models?text_to_image=true`), getJSON(`${api}/presets`)]);
+  for (const m of modelList.models) {
+    models[m.id] = m;
+    const label = `${m.id}${m.default ? " (default)" : ""}`;
+    $("model").add(new Option(label, m.id, m.default, m.default));
+    $("gallery-model").add(new Option(m.id, m.id));
+  }
+  for (const s of presets.styles) $("style").add(new Option(s.name, s.id));
+  for (const s of presets.sizes) $("size").add(new Option(`${s.name} (${s.width}x${s.height})`, s.id));
+  showModelInfo();
+}
+
+function showModelInfo() {
+  const m = models[$("model").value];
+  if (!m) return;
+  const gan = m.kind === "gan";
+  const size = m.default_size || m.native_size;
+  const defaults = m.defaults ? `; defaults: ${m.defaults.steps} steps, ${m.defaults.sampler}, cfg ${m.defaults.cfg_scale}` : "";
+  $("model-info").textContent = `${m.name}: good at ${m.good_at.join(", ")}. ${m.kind}, draws ${m.native_size.join("x")}` +
+    `, default size ${size.join("x")}${defaults}${gan ? " (a GAN: one network call, no steps or cfg)" : ""}`;
+  for (const el of document.querySelectorAll(".diffusion-only")) {
+    el.hidden = gan;
+    el.querySelector("input").disabled = gan;
+  }
+}
+$("model").addEventListener("change", showModelInfo);
+
+// -- generate ----------------------------------------------------------------------------------
+function requestFromForm() {
+  const req = { prompt: $("prompt").value, model: $("model").value, batch_size: Number($("batch").value || 1) };
+  const m = models[req.model];
+  if ($("style").value) req.style = $("style").value;
+  if ($("size").value) req.size_preset = $("size").value;
+  if ($("seed").value !== "") req.seed = Number($("seed").value);
+  if (m && m.kind !== "gan") {
+    if ($("negative").value) req.negative_prompt = $("negative").value;
+    if ($("steps").value !== "") req.steps = Number($("steps").value);
+    if ($("cfg").value !== "") req.cfg_scale = Number($("cfg").value);
+  }
+  return req;
+}
+
+$("generate-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  $("results").replaceChildren();
+  $("generate-button").disabled = true;
+  try {
+    const job = await getJSON(`${api}/generations?source=web`, {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(requestFromForm()) });
+    setStatus(`queued (job ${job.id})`);
+    follow(job.id);
+  } catch (err) {
+    setStatus(err.message, true);
+    $("generate-button").disabled = false;
+  }
+});
+
+$("cancel-button").addEventListener("click", async () => {
+  if (currentJob) await getJSON(`${api}/jobs/${currentJob}/cancel`, { method: "POST" }).catch((e) => setStatus(e.message, true));
+});
+
+function follow(jobId) {
+  currentJob = jobId;
+  $("cancel-button").hidden = false;
+  $("progress").hidden = false;
+  $("progress").value = 0;
+  const source = new EventSource(`${api}/jobs/${jobId}/events`);
+  const done = () => {
+    source.close();
+    currentJob = null;
+    $("cancel-button").hidden = true;
+    $("generate-button").disabled = false;
+  };
+  source.addEventListener("started", () => setStatus("drawing..."));
+  source.addEventListener("progress", (e) => {
+    const d = JSON.parse(e.data);
+    $("progress").value = d.total ? d.step / d.total : 0;
+    setStatus(`step ${d.step} of ${d.total}`);
+    if (d.preview) {
+      $("preview").src = `data:image/png;base64,${d.preview}`;
+      $("preview").hidden = false;
+    }
+  });
+  source.addEventListener("finished", async (e) => {
+    const d = JSON.parse(e.data);
+    done();
+    $("progress").value = 1;
+    $("preview").hidden = true;
+    setStatus(`done: ${d.images.length} image(s)`);
+    for (const id of d.images) $("results").append(card(await getJSON(`${api}/images/${id}`)));
+  });
+  source.addEventListener("failed", (e) => { done(); setStatus(`failed: ${JSON.parse(e.data).error}`, true); });
+  source.addEventListener("cancelled", () => { done(); setStatus("cancelled"); });
+  source.onerror = () => { if (source.readyState === EventSource.CLOSED) done(); };
+}
+
+// -- gallery -----------------------------------------------------------------------------------
+function card(image) {
+  const div = document.createElement("div");
+  div.className = "card";
+  div.dataset.id = image.id;
+  const img = document.createElement("img");
+  img.src = image.url;
+  img.alt = image.prompt;
+  const prompt = document.createElement("p");
+  prompt.className = "prompt";
+  prompt.textContent = `${image.prompt} (${image.model}, seed ${image.seed}, ${image.size})`;
+  const actions = document.createElement("div");
+  actions.className = "actions";
+  const reuse = document.createElement("button");
+  reuse.textContent = "Reuse settings";
+  reuse.addEventListener("click", () => reuseSettings(image.id));
+  const download = document.createElement("a");
+  download.textContent = "Download";
+  download.href = `${image.url}?download=true`;
+  const remove = document.createElement("button");
+  remove.textContent = "Delete";
+  remove.addEventListener("click", async () => {
+    await getJSON(`${api}/images/${image.id}`, { method: "DELETE" });
+    div.remove();
+  });
+  actions.append(reuse, download, remove);
+  div.append(img, prompt, actions);
+  return div;
+}
+
+async function reuseSettings(imageId) {
+  const image = await getJSON(`${api}/images/${imageId}`);
+  const r = image.record.request;
+  $("prompt").value = r.prompt;
+  $("model").value = r.model;
+  showModelInfo();
+  $("negative").value = r.negative_prompt || "";
+  $("style").value = r.style || "";
+  $("size").value = r.size_preset || "";
+  $("steps").value = r.steps ?? "";
+  $("cfg").value = r.cfg_scale ?? "";
+  $("seed").value = image.record.seed;
+  $("batch").value = 1;
+  showPanel("generate");
+  setStatus("settings of the image loaded: Generate draws it again");
+}
+
+async function loadGallery() {
+  const params = new URLSearchParams({ limit: "100" });
+  if ($("search").value) params.set("q", $("search").value);
+  if ($("gallery-model").value) params.set("model", $("gallery-model").value);
+  if ($("since").value) params.set("since", `${$("since").value}T00:00:00`);
+  try {
+    const list = await getJSON(`${api}/images?${params}`);
+    $("gallery-grid").replaceChildren(...list.images.map(card));
+    if (!list.images.length) $("gallery-grid").textContent = "no images yet";
+  } catch (err) {
+    $("gallery-grid").textContent = err.message;
+  }
+}
+$("gallery-form").addEventListener("submit", (e) => { e.preventDefault(); loadGallery(); });
+
+loadChoices().catch((err) => setStatus(`could not load models: ${err.message}`, true));
