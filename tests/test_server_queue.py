@@ -122,3 +122,18 @@ def test_startup_repair_stores_images_of_a_job_that_succeeded_just_before_a_cras
     assert store_unfinished(queue, gallery) == [job.id]
     assert gallery.get(sha[:16]).record == record and queue.unstored() == []
     assert store_unfinished(queue, gallery) == [] and gallery.count() == 1
+
+
+def test_event_log_keeps_previews_only_while_a_job_runs_and_bounds_its_jobs():
+    from designerbox.server.events import EventLog
+
+    log = EventLog(keep=2)
+    log.publish("a", "progress", step=1, total=2, preview="png-1")
+    log.publish("a", "progress", step=2, total=2, preview="png-2")
+    assert log.since("a", 0)[0]["preview"] == "png-1" and log.latest("a", "progress")["preview"] == "png-2"
+    log.publish("a", "finished", images=[])
+    assert [e["event"] for e in log.since("a", 0)] == ["progress", "progress", "finished"]
+    assert "preview" not in log.since("a", 0)[0] and log.latest("a", "progress")["preview"] == "png-2"
+    log.publish("b", "queued")
+    log.publish("c", "queued")
+    assert log.since("a", 0) == [] and log.since("c", 0)[0]["event"] == "queued"

@@ -3,7 +3,8 @@ by Server-Sent Events streams, plus the cancel flags the sampler callback checks
 
 Events: queued, started, progress (per sampling step, with a small preview PNG where the network
 works in pixels), finished, failed, cancelled, requeued. The durable state is the queue's row;
-this log only lives as long as the process, and keeps the last `keep` jobs.
+this log only lives as long as the process, keeps the last `keep` jobs, and drops a job's
+previews but the last when it ends.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ class EventLog:
         with self._lock:
             log = self._events.setdefault(job_id, [])
             self._events.move_to_end(job_id)
+            if kind in TERMINAL:  # previews matter while a job runs; a finished job keeps its last one
+                last = max((i for i, e in enumerate(log) if e.get("preview")), default=None)
+                for i, e in enumerate(log):  # new dicts: a reader may be serialising the old ones
+                    if i != last and "preview" in e:
+                        log[i] = {k: v for k, v in e.items() if k != "preview"}
             log.append({"event": kind, "job": job_id, "time": round(time.time(), 3), **data})
             while len(self._events) > self.keep:
                 self._events.popitem(last=False)

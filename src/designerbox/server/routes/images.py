@@ -27,7 +27,8 @@ def image_public(row: ImageRow, request: Request, record: bool = False) -> Image
 def list_images(request: Request, studio: StudioDep,
                 model: Annotated[str | None, Query(description="only this model's images")] = None,
                 q: Annotated[str | None, Query(max_length=200, description="prompt text contains (any case)")] = None,
-                since: Annotated[datetime | None, Query(description="created at or after (ISO 8601; UTC if no offset)")] = None,
+                since: Annotated[datetime | None, Query(description="created at or after (ISO 8601; UTC without "
+                                                               "an offset)")] = None,
                 until: Annotated[datetime | None, Query(description="created before")] = None,
                 limit: Annotated[int, Query(ge=1, le=500)] = 50,
                 offset: Annotated[int, Query(ge=0)] = 0) -> ImageList:
