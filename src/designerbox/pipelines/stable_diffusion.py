@@ -19,6 +19,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from designerbox.pipelines.prompt_weights import encode_weighted
 from designerbox.pipelines.text_to_image import initial_noise
 from designerbox.samplers import CFGDenoiser, DiscreteEpsDenoiser, DiscreteVDenoiser, get_sampler, make_sigmas
 
@@ -63,10 +64,10 @@ class LatentDiffusion:
 
     @torch.no_grad()
     def encode_prompt(self, prompts: list[str]) -> torch.Tensor:
-        """Token states of the text encoder's last layer, (N, 77, D); prompts past 77 tokens are cut."""
-        ids = self.tokenizer(prompts, padding="max_length", max_length=self.tokenizer.model_max_length,
-                             truncation=True, return_tensors="pt").input_ids  # (N, 77)
-        return self.text_encoder(ids.to(self.device))[0]  # (N, 77, D)
+        """Token states of the text encoder's last layer, (N, 77 * K, D): A1111 emphasis and BREAK, and
+        prompts longer than 75 tokens in K chunks (pipelines/prompt_weights.py)."""
+        states, _ = encode_weighted(self.tokenizer, lambda ids: self.text_encoder(ids)[0], prompts, self.device)
+        return states
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:

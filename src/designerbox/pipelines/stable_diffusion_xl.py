@@ -22,6 +22,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from designerbox.pipelines.prompt_weights import encode_weighted
 from designerbox.pipelines.stable_diffusion import decode_latents
 from designerbox.pipelines.text_to_image import initial_noise
 from designerbox.samplers import CFGDenoiser, DiscreteEpsDenoiser, DiscreteVDenoiser, get_sampler, make_sigmas
@@ -74,15 +75,25 @@ class LatentDiffusionXL:
 
     @torch.no_grad()
     def encode_prompt(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(context, pooled): both encoders' penultimate token states side by side, (N, 77, D1 + D2),
-        and the second encoder's pooled projection, (N, P). Prompts past 77 tokens are cut."""
-        states = []
-        for tokenizer, encoder in ((self.tokenizer, self.text_encoder), (self.tokenizer_2, self.text_encoder_2)):
-            ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length,
-                            truncation=True, return_tensors="pt").input_ids  # (N, 77)
-            out = encoder(ids.to(self.device), output_hidden_states=True)
-            states.append(out.hidden_states[-2])  # (N, 77, D)
-        return torch.cat(states, dim=-1), out.text_embeds  # (N, 77, D1 + D2), (N, P)
+        """(context, pooled): both encoders' penultimate token states side by side, (N, 77 * K, D1 + D2),
+        and the second encoder's pooled projection of each prompt's first chunk, (N, P). A1111 emphasis,
+        BREAK and long prompts in K chunks as pipelines/prompt_weights.py describes."""
+        pooled = {}
+
+        def encode_1(ids: torch.Tensor) -> torch.Tensor:
+            return self.text_encoder(ids, output_hidden_states=True).hidden_states[-2]  # (M, 77, D1)
+
+        def encode_2(ids: torch.Tensor) -> torch.Tensor:
+            out = self.text_encoder_2(ids, output_hidden_states=True)
+            pooled["all"] = out.text_embeds  # (M, P)
+            return out.hidden_states[-2]     # (M, 77, D2)
+
+        states_1, _ = encode_weighted(self.tokenizer, encode_1, prompts, self.device)
+        states_2, first = encode_weighted(self.tokenizer_2, encode_2, prompts, self.device)
+        if states_1.shape[1] != states_2.shape[1]:  # same vocabulary: the same chunks, unless a tokenizer differs
+            raise ValueError(f"the two tokenizers split the prompt differently ({states_1.shape[1]} vs "
+                             f"{states_2.shape[1]} token states)")
+        return torch.cat([states_1, states_2], dim=-1), pooled["all"][first]
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
