@@ -148,7 +148,7 @@ def test_cancel_takes_effect_within_a_step_and_retry_runs_again(client):
 
 
 def test_priority_jumps_the_queue(client):
-    blocker = client.post("/api/v1/generations", json={"prompt": "a blocker", "steps": 40, "width": 32,
+    blocker = client.post("/api/v1/generations", json={"prompt": "a blocker", "steps": 150, "width": 32,
                                                        "height": 32}).json()
     low = client.post("/api/v1/generations", json={"prompt": "low", **FAST}).json()
     high = client.post("/api/v1/generations?priority=5", json={"prompt": "high", **FAST}).json()
