@@ -351,3 +351,35 @@ def test_a_component_folder_with_an_fp16_variant_reads_the_full_weights(tmp_path
     (folder / "other.safetensors").write_bytes(b"")
     with pytest.raises(ModelFileError, match="should hold one .safetensors file"):
         _component_file(folder)
+
+
+def test_an_sdxl_lora_with_sgm_block_names_merges(tiny_sdxl, sd_home, capsys):
+    """kohya names SDXL's UNet layers by SGM blocks (input_blocks_4_1 = down_blocks.1.attentions.0 with
+    two layers per block); text encoder layers as lora_te1_ / lora_te2_."""
+    from safetensors.torch import save_file
+
+    from designerbox.pipelines.lora import set_loras
+    from designerbox.registry.discovery import Registry
+    from designerbox.registry.user_checkpoints import load_stable_diffusion
+
+    _add([tiny_sdxl[0], "--id", "tiny-xl-folder"], capsys)
+    model = load_stable_diffusion(Registry(sd_home).get("tiny-xl-folder"), "cpu")
+    g = torch.Generator().manual_seed(0)
+    state = {}
+    for prefix, (out_ch, in_ch) in {"lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q": (64, 64),
+                                    "lora_unet_middle_block_1_transformer_blocks_0_attn2_to_k": (64, 64),
+                                    "lora_unet_output_blocks_0_1_transformer_blocks_0_attn1_to_out_0": (64, 64),
+                                    "lora_te1_text_model_encoder_layers_0_self_attn_q_proj": (32, 32),
+                                    "lora_te2_text_model_encoder_layers_1_mlp_fc1": (37, 32)}.items():
+        state[f"{prefix}.lora_down.weight"] = torch.randn(2, in_ch, generator=g)
+        state[f"{prefix}.lora_up.weight"] = torch.randn(out_ch, 2, generator=g)
+    path = sd_home / "loras" / "xl-style.safetensors"
+    path.parent.mkdir(parents=True)
+    save_file(state, str(path))
+    q = model.unet.down_blocks[1].attentions[0].transformer_blocks[0].attn1.to_q
+    before = q.weight.clone()
+    assert set_loras(model, [(path, 1.0)]) == [{"name": "xl-style", "strength": 1.0, "layers": 5}]
+    p = "lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q"  # no alpha: alpha = rank, scale 1
+    assert torch.allclose(q.weight, before + state[f"{p}.lora_up.weight"] @ state[f"{p}.lora_down.weight"], atol=1e-5)
+    set_loras(model, [])
+    assert torch.equal(q.weight, before)

@@ -60,7 +60,8 @@ class Studio:
                  save: bool = True) -> list[GeneratedImage]:
         """Run one request; every image goes into the gallery unless save is False."""
         manifest, model = self.model(request.model)
-        images = run_generation(request, manifest, model, progress=progress, upscaler=self.upscaler(request.upscaler))
+        images = run_generation(request, manifest, model, progress=progress, upscaler=self.upscaler(request.upscaler),
+                                lora_home=self.settings.home)
         if save:
             for img in images:
                 row = self.gallery.add(img.png, img.record)

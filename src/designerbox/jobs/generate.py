@@ -10,6 +10,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Callable
 
 from PIL import Image
@@ -118,13 +119,40 @@ def versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
+def apply_lora_tags(model, prompt: str, home: Path | None) -> tuple[str, list[dict]] | None:
+    """Merge the LoRAs a prompt names into a Stable Diffusion model (and take out those of the last
+    request); returns (the prompt without its tags, what was applied), or None for models without
+    LoRA support when the prompt names none."""
+    from designerbox.pipelines.lora import LoraError, find_lora, lora_sha256, parse_lora_tags, set_loras
+
+    clean, tags = parse_lora_tags(prompt)
+    if not isinstance(model, (LatentDiffusion, LatentDiffusionXL)):
+        if tags:
+            raise RequestError(f"<lora:...> tags work with Stable Diffusion models (sd15, sdxl); this model "
+                               f"draws without them. Remove {', '.join(f'<lora:{n}>' for n, _ in tags)}")
+        return None
+    if tags and home is None:
+        raise RequestError("this front door has no LoRA folder configured")
+    try:
+        paths = [(find_lora(home, name), strength) for name, strength in tags]
+        summary = set_loras(model, paths)
+    except LoraError as err:
+        raise RequestError(str(err)) from None
+    for item, (path, _) in zip(summary, paths):
+        item["sha256"] = lora_sha256(path)
+    return clean, summary
+
+
 def run_generation(req: GenerationRequest, manifest: ModelManifest, model,
                    progress: Callable[[dict], None] | None = None,
-                   upscaler: tuple[ModelManifest, object] | None = None) -> list[GeneratedImage]:
+                   upscaler: tuple[ModelManifest, object] | None = None,
+                   lora_home: Path | None = None) -> list[GeneratedImage]:
     """Draw the images of one request with an already loaded model; returns them with their records.
 
     upscaler   (manifest, loaded network) of a super-resolution model for sizes beyond the drawn
                size (a cascade), or None to resize with Lanczos alone
+    lora_home  where <lora:NAME:STRENGTH> tags in the prompt find NAME (pipelines/lora.py); the
+               Stable Diffusion families only
     """
     t0 = time.time()
     r = resolve(req, manifest, upscaler[0].id if upscaler else "none")
@@ -134,6 +162,9 @@ def run_generation(req: GenerationRequest, manifest: ModelManifest, model,
         prompt, negative = presets.get_style(r.style).apply(prompt, negative)
     if manifest.kind == "gan":
         negative = None  # a GAN has no unconditional branch to steer away from
+    loras = apply_lora_tags(model, prompt, lora_home)
+    if loras is not None:
+        prompt, loras = loras
     # 2. draw at a size the network can, then fit to the asked size
     dw, dh = draw_size(r, manifest)
     seeds = [(r.seed + i) % 2**32 for i in range(r.batch_size)]
@@ -164,6 +195,7 @@ def run_generation(req: GenerationRequest, manifest: ModelManifest, model,
             "model": {"id": manifest.id, "name": manifest.name, "family": manifest.family,
                       "sha256": manifest.weights_sha256, "hash": manifest.short_hash, "licence": manifest.licence},
             "upscaler": {"id": upscaler[0].id, "sha256": upscaler[0].weights_sha256} if upscaler else None,
+            "loras": loras or [],
             "native_size": [dw, dh], "output_size": [r.width, r.height], "resized": note,
             "device": str(model.device), "dtype": str(model.dtype).removeprefix("torch."),
             "seconds": seconds, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
