@@ -1,0 +1,243 @@
+"""product: a product photo in, an e-commerce image out (cut out, centred on marketplace white, a
+studio gradient or transparency, with a soft contact shadow), sized for a marketplace preset.
+
+    photo --cut_out--> alpha --compose--> W x H image, product filling `fill` of the frame
+
+cut_out (the default, permissive method; no network weights):
+  1. a working copy with its longer side at `work_size`;
+  2. the background model: the median CIELAB colour of the border strip, and the border's own spread
+     (how textured the background is);
+  3. GrabCut (Rother et al., SIGGRAPH 2004) seeded from a mask: the border is background, pixels far
+     from the border colour (beyond its spread) and salient (spectral residual) are probable product,
+     the rest probable background;
+  4. clean-up: specks removed, parts under 5% of the largest part dropped, pinholes filled;
+  5. back at full size: the mask is upsampled and refined by a guided filter with the photo as guide
+     (He et al., "Guided Image Filtering", ECCV 2010, alg. 1), so the alpha follows the real edge,
+     then feathered by a Gaussian of `feather` pixels.
+The ISNet matting model (imgly, AGPL-3.0) is not used: it may only come as an opt-in backend.
+
+compose: edge colours are decontaminated (the background colour taken out of the half-transparent
+rim: F = (I - (1 - a) B) / a), the product is scaled so its box fills `fill` of the frame along the
+binding side, centred, and a contact shadow (the product's silhouette squashed flat under it,
+blurred) is laid on the background before the product. The frame's border stays exactly the
+background colour (#FFFFFF on white): the shadow is kept inside the margin.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+import cv2
+import numpy as np
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from designerbox.tools.registry import Tool, ToolImage
+from designerbox.tools.saliency import border_lab, spectral_residual, thumbnail
+
+HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+class NoProductError(ValueError):
+    """No product stands out from the background."""
+
+
+class ProductOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    width: int = Field(2000, ge=64, le=8000, description="output width in pixels")
+    height: int = Field(2000, ge=64, le=8000, description="output height in pixels")
+    background: Literal["white", "gradient", "transparent"] = Field(
+        "white", description="white: pure #FFFFFF (marketplaces); gradient: a studio sweep; transparent: RGBA PNG")
+    gradient: tuple[str, str] = Field(("#FBFBFC", "#D4D7DD"), description="top and bottom colours of the gradient")
+    fill: float = Field(0.85, ge=0.3, le=1.0, description="share of the frame the product's box fills (binding side)")
+    shadow: float = Field(0.35, ge=0.0, le=1.0, description="contact shadow opacity (0: none)")
+    feather: float = Field(1.0, ge=0.0, le=20.0, description="edge softness in source pixels")
+    method: Literal["grabcut"] = Field("grabcut", description="cut-out method")
+    work_size: int = Field(640, ge=128, le=2048, description="longer side GrabCut works at")
+
+    @field_validator("gradient")
+    @classmethod
+    def _hex(cls, v: tuple[str, str]) -> tuple[str, str]:
+        for c in v:
+            if not HEX.match(c):
+                raise ValueError(f"gradient colours must look like #RRGGBB, not {c!r}")
+        return v
+
+
+# --- cut-out ------------------------------------------------------------------------------------
+
+def cut_out(rgb: np.ndarray, work_size: int = 640, feather: float = 1.0) -> tuple[np.ndarray, dict]:
+    """rgb (H, W, 3) uint8 -> (alpha (H, W) float32 in 0..1, details incl. the background colour)."""
+    H, W = rgb.shape[:2]
+    # 1. working copy
+    small = thumbnail(rgb, work_size)
+    h, w = small.shape[:2]
+    # 2. the background model from the border strip
+    lab, bg = border_lab(small)
+    d = np.linalg.norm(lab - bg, axis=2)                                  # (h, w) distance from the border colour
+    b = max(2, round(0.03 * min(h, w)))
+    border = np.zeros((h, w), bool)
+    border[:b], border[-b:], border[:, :b], border[:, -b:] = True, True, True, True
+    spread = float(np.percentile(d[border], 90))
+    # 3. GrabCut seeded by colour distance and saliency
+    sal = cv2.resize(spectral_residual(small), (w, h), interpolation=cv2.INTER_LINEAR)
+    far = d > max(12.0, 2.0 * spread)
+    mask = np.full((h, w), cv2.GC_PR_BGD, np.uint8)
+    mask[far | ((d > max(8.0, 1.5 * spread)) & (sal > 0.5))] = cv2.GC_PR_FGD
+    mask[border & ~(d > max(25.0, 3 * spread))] = cv2.GC_BGD
+    core = cv2.erode(far.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool) & (d > max(25.0, 4 * spread))
+    mask[core & ~border] = cv2.GC_FGD
+    seed = "border colour"
+    if (mask >= cv2.GC_PR_FGD).mean() < 0.01:  # a busy background (a photo on a table): start from a box
+        if sal.std() < 0.02 and d.std() < 2.0:
+            raise NoProductError("no product found: nothing in the photo stands out from its background "
+                                 "(a plain or empty photo?)")
+        x0, y0, x1, y1 = _seed_box(small, sal)
+        mask[:] = cv2.GC_BGD
+        mask[y0:y1, x0:x1] = cv2.GC_PR_FGD
+        seed = "salient box"
+    cv2.setRNGSeed(0)  # GrabCut's GMM initialisation draws from OpenCV's RNG: fixed for repeatable cut-outs
+    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.grabCut(np.ascontiguousarray(small), mask, None, bgd, fgd, 5, cv2.GC_INIT_WITH_MASK)
+    m = ((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)).astype(np.uint8)
+    # 4. clean-up
+    m = cv2.morphologyEx(m, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+    if n <= 1:
+        raise NoProductError("no product found: the cut-out came back empty (is the product the same colour "
+                             "as the background?)")
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    keep = 1 + np.flatnonzero(areas >= 0.05 * areas.max())
+    m = np.isin(labels, keep).astype(np.uint8)
+    holes = cv2.connectedComponentsWithStats(1 - m, connectivity=4)
+    for i in range(1, holes[0]):
+        x, y, ww, hh, area = holes[2][i]
+        if area < 0.002 * m.sum() and x > 0 and y > 0 and x + ww < w and y + hh < h:  # pinholes only
+            m[holes[1] == i] = 1
+    share = m.mean()
+    if share < 0.002 or share > 0.97:
+        raise NoProductError(f"no product found: the cut-out covers {share:.1%} of the photo "
+                             "(it needs a product that stands out from its background)")
+    # 5. full size, guided by the photo's own edges, feathered
+    alpha = cv2.resize(m.astype(np.float32), (W, H), interpolation=cv2.INTER_LINEAR)
+    r = max(2, round(2 * W / w))
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
+    alpha = np.clip(guided_filter(grey, alpha, r, 1e-3), 0, 1)
+    alpha = np.clip((alpha - 0.5) * 1.5 + 0.5, 0, 1)  # the filter's ramp is wider than a real edge: steepen
+    if feather > 0:
+        alpha = cv2.GaussianBlur(alpha, (0, 0), sigmaX=feather)
+    bg_rgb = cv2.cvtColor(np.uint8([[bg.clip(0, 255)]]), cv2.COLOR_LAB2RGB)[0, 0]
+    return alpha.astype(np.float32), {"seed": seed, "background_rgb": [int(c) for c in bg_rgb], "border_spread": round(spread, 2),
+                                      "mask_share": round(float(share), 4), "work_size": [w, h]}
+
+
+def _seed_box(small: np.ndarray, sal: np.ndarray) -> tuple[int, int, int, int]:
+    """The salient subject's box grown by 8% and kept 2% inside the frame: GrabCut's starting rectangle."""
+    from designerbox.tools.saliency import subject_box
+
+    h, w = small.shape[:2]
+    (x0, y0, x1, y1), _ = subject_box(small)
+    gx, gy, mx, my = 0.08 * (x1 - x0), 0.08 * (y1 - y0), max(2, round(0.02 * w)), max(2, round(0.02 * h))
+    return (max(mx, int(x0 - gx)), max(my, int(y0 - gy)), min(w - mx, int(x1 + gx)), min(h - my, int(y1 + gy)))
+
+
+def guided_filter(guide: np.ndarray, src: np.ndarray, r: int, eps: float) -> np.ndarray:
+    """He et al. 2010, algorithm 1 (grey guide): q = mean(a) * I + mean(b), box windows of radius r."""
+    k = (2 * r + 1, 2 * r + 1)
+    mean = lambda x: cv2.boxFilter(x, cv2.CV_32F, k)  # noqa: E731
+    mi, mp = mean(guide), mean(src)
+    var_i = mean(guide * guide) - mi * mi
+    cov_ip = mean(guide * src) - mi * mp
+    a = cov_ip / (var_i + eps)
+    b = mp - a * mi
+    return mean(a) * guide + mean(b)
+
+
+# --- composition --------------------------------------------------------------------------------
+
+def _hex_rgb(c: str) -> np.ndarray:
+    return np.array([int(c[i:i + 2], 16) for i in (1, 3, 5)], np.float32)
+
+
+def background(opts: ProductOptions) -> np.ndarray:
+    """(H, W, 3) float32 0..255: white, or a vertical sweep with a soft light behind the product."""
+    W, H = opts.width, opts.height
+    if opts.background != "gradient":
+        return np.full((H, W, 3), 255.0, np.float32)
+    top, bottom = _hex_rgb(opts.gradient[0]), _hex_rgb(opts.gradient[1])
+    t = np.linspace(0, 1, H, dtype=np.float32)[:, None, None] ** 1.5
+    sweep = top * (1 - t) + bottom * t
+    yy, xx = np.ogrid[:H, :W]
+    glow = np.exp(-(((xx - W / 2) / (0.45 * W)) ** 2 + ((yy - 0.45 * H) / (0.45 * H)) ** 2)).astype(np.float32)
+    return np.broadcast_to(sweep, (H, W, 3)) * (1 - 0.5 * glow[..., None]) + top * 0.5 * glow[..., None]
+
+
+def compose(rgb: np.ndarray, alpha: np.ndarray, opts: ProductOptions, bg_rgb=(255, 255, 255)) -> tuple[Image.Image, dict]:
+    W, H = opts.width, opts.height
+    # 1. the product's box, and its rim cleaned of the old background's colour
+    ys, xs = np.nonzero(alpha > 0.02)
+    x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
+    a = alpha[y0:y1, x0:x1, None]
+    img = rgb[y0:y1, x0:x1].astype(np.float32)
+    rim = (a > 0.02) & (a < 0.98)
+    fg = np.where(rim, (img - (1 - a) * np.float32(bg_rgb)) / np.maximum(a, 0.02), img)
+    fg = np.clip(fg, 0, 255)
+    # 2. scale to fill the frame along the binding side, centred
+    bw, bh = x1 - x0, y1 - y0
+    s = opts.fill * min(W / bw, H / bh)
+    nw, nh = max(1, min(W, round(bw * s))), max(1, min(H, round(bh * s)))
+    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC
+    fg = np.clip(cv2.resize(fg, (nw, nh), interpolation=interp), 0, 255)
+    a = np.clip(cv2.resize(a[..., 0], (nw, nh), interpolation=interp), 0, 1)[..., None]
+    px, py = (W - nw) // 2, (H - nh) // 2
+    # 3. the contact shadow: the silhouette squashed flat at the product's foot, blurred, inside the margin
+    shadow = np.zeros((H, W), np.float32)
+    below = H - (py + nh)
+    if opts.shadow > 0 and below > 6:
+        sh = max(2, min(round(0.05 * nh), round((below - 2) / 1.8)))
+        flat = cv2.resize(a[..., 0], (nw, sh), interpolation=cv2.INTER_AREA)
+        top = py + nh - sh // 2
+        shadow[top:top + sh, px:px + nw] = flat[: H - top]
+        sigma = 0.35 * sh
+        shadow = cv2.GaussianBlur(shadow, (2 * int(np.ceil(2.5 * sigma)) + 1,) * 2, sigma) * opts.shadow
+        shadow[max(0, H - 1):] = 0  # never on the last row
+    # 4. layers: background, shadow, product
+    canvas_a = np.zeros((H, W, 1), np.float32)
+    canvas_a[py:py + nh, px:px + nw] = a
+    product = np.zeros((H, W, 3), np.float32)
+    product[py:py + nh, px:px + nw] = fg
+    if opts.background == "transparent":
+        out_a = canvas_a + shadow[..., None] * (1 - canvas_a)
+        colour = product * canvas_a / np.maximum(out_a, 1e-6)  # the shadow is black
+        arr = np.dstack([colour, out_a * 255])
+        image = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "RGBA")
+    else:
+        base = background(opts) * (1 - shadow[..., None])
+        arr = product * canvas_a + base * (1 - canvas_a)
+        image = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "RGB")
+    details = {"product_box": [int(px), int(py), int(px + nw), int(py + nh)],
+               "fill": round(max(nw / W, nh / H), 4), "source_box": [int(x0), int(y0), int(x1), int(y1)]}
+    return image, details
+
+
+# --- the tool -----------------------------------------------------------------------------------
+
+def run(image: Image.Image, opts: ProductOptions) -> list[ToolImage]:
+    rgb = np.asarray(image.convert("RGB"))
+    if image.mode == "RGBA" and np.asarray(image)[..., 3].min() < 250:  # already cut out: use its alpha
+        alpha = np.asarray(image)[..., 3].astype(np.float32) / 255
+        if (alpha > 0.02).mean() < 0.002:
+            raise NoProductError("no product found: the image is (almost) fully transparent")
+        found = {"method": "the input's own alpha", "background_rgb": [255, 255, 255]}
+    else:
+        alpha, found = cut_out(rgb, opts.work_size, opts.feather)
+        found["method"] = opts.method
+    out, placed = compose(rgb, alpha, opts, found["background_rgb"])
+    return [ToolImage(name=f"{opts.width}x{opts.height}-{opts.background}", image=out, details=found | placed)]
+
+
+TOOL = Tool(name="product", version="1.0", options=ProductOptions, run=run,
+            summary="product photo -> cut-out on marketplace white, a studio gradient or transparency, "
+                    "with a contact shadow, at marketplace sizes")

@@ -1,0 +1,100 @@
+"""The creation tools, addressed by name, and their presets (data files validated by each tool's options).
+
+A tool is a module in `designerbox.tools` that defines `TOOL = Tool(...)`:
+    name, version   what records say made an image
+    options         a pydantic model (extra fields forbidden): the tool's knobs, validated at the boundary
+    run             run(image, options) -> list[ToolImage]: one upright RGB(A) image in, named images out
+    presets         `presets/tool_<name>.json`: {"presets": [{"id", "name", "options": {...}}]}
+    prompt_field    the option that holds a prompt, when the tool can start from a generated image
+
+Importing this module imports no tool; `get_tool` imports the one asked for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from typing import Callable
+
+from PIL import Image
+from pydantic import BaseModel
+
+from designerbox.presets import UnknownPresetError
+
+TOOL_MODULES = {
+    "product": "designerbox.tools.product",
+    "social": "designerbox.tools.social",
+}
+
+
+class UnknownToolError(ValueError):
+    pass
+
+
+@dataclass
+class ToolImage:
+    name: str                                     # e.g. "amazon", "instagram-post": the output's label
+    image: Image.Image
+    details: dict = field(default_factory=dict)   # what the tool found and did (boxes, ratios...), recorded
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    version: str
+    summary: str
+    options: type[BaseModel]
+    run: Callable[[Image.Image, BaseModel], list[ToolImage]]
+    prompt_field: str | None = None
+
+    @property
+    def preset_file(self) -> str:
+        return f"tool_{self.name}.json"
+
+    def presets(self) -> dict[str, dict]:
+        return tool_presets(self.name)
+
+    def resolve(self, options: dict | None = None, preset: str | None = None) -> BaseModel:
+        """The options model from a preset's options overlaid by explicit ones; errors name the valid choices."""
+        merged = {}
+        if preset is not None:
+            table = self.presets()
+            if preset not in table:
+                raise UnknownPresetError(f"unknown preset {preset!r} for the {self.name} tool; valid presets: "
+                                         f"{', '.join(table)}")
+            merged.update(table[preset]["options"])
+        merged.update(options or {})
+        return self.options(**merged)
+
+    def sha256(self) -> str:
+        """The hash of what makes this tool's images: its module's source and its preset file."""
+        h = hashlib.sha256(inspect.getsource(inspect.getmodule(self.run)).encode())
+        h.update(resources.files("designerbox.presets").joinpath(self.preset_file).read_bytes())
+        return h.hexdigest()
+
+
+def get_tool(name: str) -> Tool:
+    if name not in TOOL_MODULES:
+        raise UnknownToolError(f"unknown tool {name!r}; valid tools: {', '.join(TOOL_MODULES)}")
+    return importlib.import_module(TOOL_MODULES[name]).TOOL
+
+
+def tools() -> list[Tool]:
+    return [get_tool(n) for n in TOOL_MODULES]
+
+
+@lru_cache(maxsize=None)
+def tool_presets(name: str) -> dict[str, dict]:
+    """{preset id: {"id", "name", "options"}}; every preset is validated by the tool's options model."""
+    tool = get_tool(name)
+    data = json.loads(resources.files("designerbox.presets").joinpath(tool.preset_file).read_text())
+    table = {}
+    for p in data["presets"]:
+        tool.options(**p["options"])  # a bad preset file fails here, naming the field
+        table[p["id"]] = p
+    return table

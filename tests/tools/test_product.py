@@ -1,0 +1,114 @@
+"""The product tool on synthetic composites (a known object drawn on a plain or textured background)
+and on skimage's coffee photo."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from designerbox.tools.product import NoProductError, ProductOptions, cut_out, run
+from designerbox.tools.registry import get_tool
+
+
+def composite(textured: bool, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(a 1200x900 photo of a red bottle-like object with lighting, its true mask)."""
+    rng = np.random.default_rng(seed)
+    H, W = 900, 1200
+    if textured:  # a woven, noisy beige cloth
+        xx = np.arange(W)[None, :, None]
+        bg = np.array([190.0, 180, 165]) + rng.normal(0, 12, (H, W, 3)) + 20 * np.sin(xx / 9.0)
+    else:
+        bg = np.broadcast_to(np.array([200.0, 205, 210]), (H, W, 3)).copy()
+    truth = np.zeros((H, W), np.uint8)
+    cv2.ellipse(truth, (700, 430), (210, 290), 15, 0, 360, 1, -1)
+    cv2.rectangle(truth, (640, 70), (760, 170), 1, -1)
+    shade = np.linspace(0.75, 1.1, W)[None, :, None]
+    obj = np.array([200.0, 40, 30]) * shade
+    img = np.where(truth[..., None] == 1, np.broadcast_to(obj, (H, W, 3)), bg)
+    return np.clip(img, 0, 255).astype(np.uint8), truth.astype(bool)
+
+
+@pytest.mark.parametrize("textured", [False, True])
+def test_cut_out_matches_the_known_object(textured):
+    rgb, truth = composite(textured)
+    alpha, info = cut_out(rgb)
+    mask = alpha > 0.5
+    iou = (mask & truth).sum() / (mask | truth).sum()
+    assert iou > 0.97, iou
+    assert 0 < alpha.min() + 1e-6 and alpha.max() <= 1
+    soft = ((alpha > 0.05) & (alpha < 0.95)).sum()
+    assert 0 < soft < 0.05 * truth.sum()  # a feathered rim, not a blur
+
+
+def test_marketplace_white_fill_and_shadow():
+    rgb, _ = composite(textured=True)
+    out = run(Image.fromarray(rgb), get_tool("product").resolve(preset="amazon"))[0]
+    a = np.asarray(out.image)
+    assert out.image.size == (2000, 2000) and out.image.mode == "RGB"
+    b = 40  # the border band is pure #FFFFFF, shadow included
+    border = np.concatenate([a[:b].reshape(-1, 3), a[-b:].reshape(-1, 3), a[:, :b].reshape(-1, 3), a[:, -b:].reshape(-1, 3)])
+    assert (border == 255).all()
+    # the product's box, measured on the pixels (no shadow): about 85% along the binding side
+    flat = run(Image.fromarray(rgb), ProductOptions(shadow=0))[0].image
+    ys, xs = np.nonzero((np.asarray(flat) < 250).any(axis=2))
+    fill = max((xs.max() - xs.min() + 1) / 2000, (ys.max() - ys.min() + 1) / 2000)
+    assert abs(fill - 0.85) < 0.015, fill
+    assert abs((xs.max() + xs.min()) / 2 - 1000) < 10  # centred
+    # the shadow darkens the floor just under the product, and only with shadow on
+    below = out.details["product_box"][3] + 8
+    cx = (out.details["product_box"][0] + out.details["product_box"][2]) // 2
+    assert a[below, cx].max() < 250 and np.asarray(flat)[below, cx].min() == 255
+
+
+@pytest.mark.parametrize("preset,size", [("amazon", (2000, 2000)), ("etsy", (2700, 2025)),
+                                         ("shopify", (2048, 2048)), ("ebay", (1600, 1600))])
+def test_presets_give_their_sizes(preset, size):
+    rgb, _ = composite(False)
+    small = cv2.resize(rgb, (400, 300), interpolation=cv2.INTER_AREA)
+    out = run(Image.fromarray(small), get_tool("product").resolve(preset=preset))[0]
+    assert out.image.size == size
+
+
+def test_transparent_export_and_gradient():
+    rgb, truth = composite(False)
+    cut = run(Image.fromarray(rgb), get_tool("product").resolve(preset="cutout"))[0].image
+    assert cut.mode == "RGBA"
+    alpha = np.asarray(cut)[..., 3]
+    assert alpha[0, 0] == 0 and alpha[1000, 1000] == 255
+    # a cut-out fed back in keeps its own alpha (no second GrabCut)
+    again = run(cut, ProductOptions(background="white", shadow=0))[0]
+    assert again.details["method"] == "the input's own alpha"
+    grad = np.asarray(run(Image.fromarray(rgb), ProductOptions(background="gradient"))[0].image).astype(int)
+    assert grad[5, 1000].sum() > grad[-5, 1000].sum() + 60  # light above, darker floor
+
+
+def test_a_plain_photo_has_no_product():
+    with pytest.raises(NoProductError, match="no product found"):
+        run(Image.new("RGB", (640, 480), (180, 190, 200)), ProductOptions())
+
+
+def test_options_name_the_valid_choices():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="'white', 'gradient' or 'transparent'"):
+        ProductOptions(background="blue")
+    with pytest.raises(ValidationError, match="#RRGGBB"):
+        ProductOptions(gradient=("white", "#000000"))
+    with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
+        ProductOptions(colour="red")
+
+
+def test_coffee_photo_sanity():
+    """skimage's coffee: a red cup and saucer on a wooden table. The cut-out holds the cup (centre)
+    and drops the table corners."""
+    data = pytest.importorskip("skimage.data")
+    rgb = data.coffee()
+    alpha, info = cut_out(rgb)
+    h, w = alpha.shape
+    assert alpha[int(0.35 * h), int(0.48 * w)] > 0.9           # coffee in the cup
+    assert alpha[int(0.6 * h), int(0.2 * w)] > 0.9             # the saucer
+    for y, x in ((5, w - 5), (h - 5, w - 5), (5, 5)):           # table and dark corner
+        assert alpha[y, x] < 0.1
+    assert 0.3 < (alpha > 0.5).mean() < 0.7
