@@ -548,6 +548,9 @@ def build_parser() -> argparse.ArgumentParser:
     from designerbox.server.cli import add_parser as add_serve_parser  # the server keeps its own options
 
     add_serve_parser(sub)
+    from designerbox.cli_tool import add_parser as add_tool_parser  # the creation tools keep their own options
+
+    add_tool_parser(sub)
     return p
 
 
