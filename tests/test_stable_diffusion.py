@@ -442,6 +442,33 @@ def test_lora_errors_name_the_problem(tiny_sd, sd_home, tmp_path, capsys):
     assert "work with Stable Diffusion models" in capsys.readouterr().err  # the default model is a pixel model
 
 
+# --- image to image and inpainting on a latent model ------------------------------------------------------
+
+def test_sd_inpainting_keeps_the_unmasked_pixels(tiny_sd, sd_home, capsys):
+    """The VAE round trip changes pixels, so the result is composited onto the original outside the
+    mask (1 = repaint); inside, the image is redrawn."""
+    from designerbox.pipelines.stable_diffusion import sd_text_to_image
+    from designerbox.registry.discovery import Registry
+    from designerbox.registry.user_checkpoints import load_stable_diffusion
+
+    folder, single, config = tiny_sd
+    _add([folder, "--id", "tiny-folder"], capsys)
+    model = load_stable_diffusion(Registry(sd_home).get("tiny-folder"), "cpu")
+    g = torch.Generator().manual_seed(0)
+    init = torch.rand(1, 3, SIZE, SIZE, generator=g)
+    mask = torch.zeros(1, 1, SIZE, SIZE)
+    mask[..., SIZE // 2:] = 1
+    kwargs = dict(width=SIZE, height=SIZE, steps=4, sampler="dpmpp_2m", schedule="karras", cfg_scale=CFG, seeds=SEEDS)
+    out = sd_text_to_image(model, PROMPT, NEGATIVE, init_images=init, mask=mask, **kwargs)
+    assert out.shape == (2, 3, SIZE, SIZE)
+    assert torch.equal(out[..., : SIZE // 2], init[..., : SIZE // 2].expand(2, -1, -1, -1))
+    assert (out[..., SIZE // 2:] - init[..., SIZE // 2:]).abs().mean() > 0.01
+    # image to image at a low strength stays nearer the picture than text to image does
+    near = sd_text_to_image(model, PROMPT, NEGATIVE, init_images=init, strength=0.25, **kwargs)
+    far = sd_text_to_image(model, PROMPT, NEGATIVE, **kwargs)
+    assert (near - init).abs().mean() < (far - init).abs().mean()
+
+
 # --- bad files ----------------------------------------------------------------------------------------
 
 def test_a_pickle_checkpoint_is_refused_unopened(sd_home, tmp_path):

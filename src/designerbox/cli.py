@@ -26,7 +26,8 @@ def _request_options(args) -> dict:
     opts = {"model": args.model, "seed": args.seed, "steps": args.steps, "sampler": args.sampler,
             "schedule": args.schedule, "cfg_scale": args.cfg, "style": args.style, "size_preset": args.preset,
             "negative_prompt": args.negative, "batch_size": args.n, "upscaler": args.upscaler,
-            "truncation": args.truncation}
+            "truncation": args.truncation, "init_image": getattr(args, "init_image", None),
+            "mask_image": getattr(args, "mask", None), "strength": getattr(args, "strength", None)}
     if args.size:
         opts["width"], opts["height"] = args.size
     return {k: v for k, v in opts.items() if v is not None}
@@ -401,6 +402,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("-n", type=int, help="images in the batch")
     g.add_argument("-o", "--output", default="outputs", help="a folder, or a .png file for one image")
     g.add_argument("--from", dest="source", metavar="IMAGE", help="reproduce the image this PNG records")
+    g.add_argument("--init-image", metavar="IMAGE", help="image to image: start from this picture")
+    g.add_argument("--strength", type=float, help="image to image: 0-1, how far from the picture (default 0.75)")
+    g.add_argument("--mask", metavar="IMAGE", help="inpainting: white = repaint, black = keep (with --init-image)")
     g.add_argument("--json", action="store_true")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.add_argument("--no-gallery", action="store_true", help="do not record the images in the gallery")

@@ -39,10 +39,13 @@ class GeneratedImage:
     path: str | None = None    # where the caller wrote it
 
 
-def resolve(req: GenerationRequest, manifest: ModelManifest, upscaler: str = "none") -> ResolvedRequest:
+def resolve(req: GenerationRequest, manifest: ModelManifest, upscaler: str = "none",
+            inputs: dict | None = None) -> ResolvedRequest:
     """Fill every field the request left open from the model's manifest; check it fits the model.
 
-    upscaler   the id of the upscaler the caller chose for this request ("none": plain resizing)"""
+    upscaler   the id of the upscaler the caller chose for this request ("none": plain resizing)
+    inputs     {"init_image": LoadedImage, "mask_image": LoadedImage} read from the request's fields"""
+    inputs = inputs or {}
     if not (manifest.kind == "gan" or (manifest.kind == "diffusion" and manifest.defaults is not None)):
         raise RequestError(f"model {manifest.id!r} is a {manifest.kind} model, not a text-to-image model")
     check_family_options(req, manifest)
@@ -53,6 +56,9 @@ def resolve(req: GenerationRequest, manifest: ModelManifest, upscaler: str = "no
         width, height = size.width, size.height
     elif req.width is not None:
         width, height = req.width, req.height
+    elif "init_image" in inputs:  # image to image keeps the input's size (to a multiple of 8)
+        w, h = inputs["init_image"].image.size
+        width, height = max(16, w // 8 * 8), max(16, h // 8 * 8)
     else:
         width, height = manifest.default_size or manifest.native_size
     if min(width, height) < manifest.min_size:
@@ -60,6 +66,9 @@ def resolve(req: GenerationRequest, manifest: ModelManifest, upscaler: str = "no
                            f"asked for {width}x{height}")
     seed = secrets.randbelow(2**32) if req.seed is None else req.seed
     if manifest.kind == "gan":
+        if req.init_image is not None:
+            raise RequestError(f"model {manifest.id!r} is a GAN: it draws from a latent and takes no init_image "
+                               "or mask_image; use a diffusion model for image to image and inpainting")
         truncation = req.truncation if req.truncation is not None else (manifest.truncation or 1.0)
         return ResolvedRequest(
             prompt=req.prompt, negative_prompt="", model=manifest.id, width=width, height=height,
@@ -70,7 +79,10 @@ def resolve(req: GenerationRequest, manifest: ModelManifest, upscaler: str = "no
         prompt=req.prompt, negative_prompt=req.negative_prompt, model=manifest.id, width=width, height=height,
         size_preset=req.size_preset, steps=req.steps or d.steps, sampler=req.sampler or d.sampler,
         schedule=req.schedule or d.schedule, cfg_scale=d.cfg_scale if req.cfg_scale is None else req.cfg_scale,
-        seed=seed, batch_size=req.batch_size, style=req.style, upscaler=upscaler)
+        seed=seed, batch_size=req.batch_size, style=req.style, upscaler=upscaler,
+        init_image=inputs["init_image"].source if "init_image" in inputs else None,
+        mask_image=inputs["mask_image"].source if "mask_image" in inputs else None,
+        strength=(req.strength or (1.0 if req.mask_image else 0.75)) if req.init_image else None)
 
 
 # request fields that only one family has: a GAN draws in one call from a latent, with no sampler
@@ -106,7 +118,49 @@ def request_from_record(record: dict) -> tuple[GenerationRequest, int]:
     r = dict(record["request"])
     if r.get("size_preset"):
         r.pop("width"), r.pop("height")
+    if r.get("init_image"):
+        src = r["init_image"].get("file", "the input image")
+        raise RequestError(f"this image was drawn from an input image ({src}, sha256 "
+                           f"{r['init_image'].get('sha256', '?')[:12]}); give it again with --init-image")
+    for key in ("init_image", "mask_image", "strength"):
+        r.pop(key, None)
     return GenerationRequest(**r), int(record.get("batch_index", 0))
+
+
+def read_input_image(value: str, what: str):
+    """A request's image field (a file path or a data URL) -> LoadedImage; RequestError naming the problem."""
+    import base64
+    import binascii
+
+    from designerbox.tools.image_input import ImageInputError, load_image
+
+    try:
+        if value.startswith("data:"):
+            header, _, payload = value.partition(",")
+            if ";base64" not in header:
+                raise RequestError(f"{what}: a data URL must be base64 (data:image/png;base64,...)")
+            try:
+                data = base64.b64decode(payload, validate=True)
+            except (binascii.Error, ValueError):
+                raise RequestError(f"{what}: the data URL's base64 payload does not decode") from None
+            return load_image(data, name=what)
+        return load_image(Path(value).expanduser(), name=f"{what} {value}")
+    except ImageInputError as err:
+        raise RequestError(str(err)) from None
+
+
+def image_tensor(image: Image.Image, width: int, height: int, mode: str = "RGB"):
+    """A PIL image resized to width x height -> (1, C, H, W) float in [0, 1]; RGBA is put on white."""
+    import numpy as np
+    import torch
+
+    if image.mode == "RGBA" and mode == "RGB":
+        white = Image.new("RGB", image.size, (255, 255, 255))
+        white.paste(image, mask=image.getchannel("A"))
+        image = white
+    arr = np.asarray(image.convert(mode).resize((width, height), Image.LANCZOS), dtype=np.float32) / 255
+    arr = arr[..., None] if arr.ndim == 2 else arr
+    return torch.from_numpy(arr).permute(2, 0, 1)[None].contiguous()
 
 
 def versions() -> dict[str, str]:
@@ -155,7 +209,8 @@ def run_generation(req: GenerationRequest, manifest: ModelManifest, model,
                Stable Diffusion families only
     """
     t0 = time.time()
-    r = resolve(req, manifest, upscaler[0].id if upscaler else "none")
+    inputs = {k: read_input_image(getattr(req, k), k) for k in ("init_image", "mask_image") if getattr(req, k)}
+    r = resolve(req, manifest, upscaler[0].id if upscaler else "none", inputs)
     # 1. the style preset turns the prompt into what the text encoder sees
     prompt, negative = r.prompt, r.negative_prompt
     if r.style is not None:
@@ -173,11 +228,19 @@ def run_generation(req: GenerationRequest, manifest: ModelManifest, model,
         if progress:
             progress({"i": 0, "total": 1})
     else:
-        callback = (lambda info: progress(dict(info, total=r.steps))) if progress else None
+        from designerbox.pipelines.sampling import steps_for_strength
+
+        run_steps = steps_for_strength(r.steps, r.strength) if r.strength else r.steps  # image to image: fewer
+        callback = (lambda info: progress(dict(info, total=run_steps))) if progress else None
         draw = (sdxl_text_to_image if isinstance(model, LatentDiffusionXL) else
                 sd_text_to_image if isinstance(model, LatentDiffusion) else text_to_image)
+        image_inputs = {}
+        if "init_image" in inputs:  # image to image / inpainting, at the size the network draws
+            image_inputs = {"init_images": image_tensor(inputs["init_image"].image, dw, dh), "strength": r.strength}
+            if "mask_image" in inputs:
+                image_inputs["mask"] = image_tensor(inputs["mask_image"].image, dw, dh, mode="L")
         images = draw(model, prompt, negative, width=dw, height=dh, steps=r.steps, sampler=r.sampler,
-                      schedule=r.schedule, cfg_scale=r.cfg_scale, seeds=seeds, callback=callback)
+                      schedule=r.schedule, cfg_scale=r.cfg_scale, seeds=seeds, callback=callback, **image_inputs)
     enlarge = None
     if upscaler is not None:
         from designerbox.pipelines.upscale import upscale

@@ -17,6 +17,7 @@ SAMPLER_NAMES = ("euler", "euler_a", "heun", "dpmpp_2m", "dpmpp_2m_sde", "ddim")
 SCHEDULE_NAMES = ("karras", "exponential", "simple")
 MAX_SEED = 2**32 - 1
 MAX_SIDE = 4096
+MAX_IMAGE_FIELD = 40_000_000  # characters: a data URL of a ~30 MB image
 
 Side = Annotated[int, Field(ge=16, le=MAX_SIDE, description="pixels, a multiple of 8")]
 
@@ -41,6 +42,14 @@ class GenerationRequest(BaseModel):
     style: str | None = Field(None, description="a style preset id")
     upscaler: str | None = Field(None, description="upscaler model id for sizes beyond what the model draws; "
                                  "'none' for plain resizing; omitted: the best one installed")
+    init_image: str | None = Field(None, max_length=MAX_IMAGE_FIELD,
+                                   description="image to image: a file path or a data URL "
+                                   "(data:image/png;base64,...); the output size defaults to its size")
+    mask_image: str | None = Field(None, max_length=MAX_IMAGE_FIELD,
+                                   description="inpainting: white = repaint, black = keep (a path or data URL)")
+    strength: float | None = Field(None, gt=0.0, le=1.0, allow_inf_nan=False,
+                                   description="image to image: how much of the schedule runs (default 0.75; "
+                                   "1.0 with a mask)")
 
     @field_validator("prompt")
     @classmethod
@@ -76,6 +85,8 @@ class GenerationRequest(BaseModel):
             raise ValueError("give either size_preset or width/height, not both")
         if (self.width is None) != (self.height is None):
             raise ValueError("give both width and height, or neither")
+        if self.init_image is None and (self.mask_image is not None or self.strength is not None):
+            raise ValueError("mask_image and strength need an init_image to work on")
         return self
 
 
@@ -99,3 +110,6 @@ class ResolvedRequest(BaseModel):
     batch_size: int
     style: str | None
     upscaler: str = "none"
+    init_image: dict | None = None   # what the input was (file, sha256, size, notes), not its pixels
+    mask_image: dict | None = None
+    strength: float | None = None

@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from designerbox.pipelines.prompt_weights import encode_weighted
-from designerbox.pipelines.text_to_image import initial_noise
-from designerbox.samplers import CFGDenoiser, DiscreteEpsDenoiser, DiscreteVDenoiser, get_sampler, make_sigmas
+from designerbox.pipelines.sampling import draw
+from designerbox.samplers import DiscreteEpsDenoiser, DiscreteVDenoiser
 
 
 @dataclass
@@ -69,6 +69,18 @@ class LatentDiffusion:
         states, _ = encode_weighted(self.tokenizer, lambda ids: self.text_encoder(ids)[0], prompts, self.device)
         return states
 
+    def conditions(self, prompt: str, negative_prompt: str | None, batch: int, width: int, height: int):
+        """Token states of the prompt and of the negative prompt (the unconditional branch of CFG)."""
+        states = self.encode_prompt([prompt, negative_prompt or ""])  # (2, 77 * K, D)
+        return {"context": states[:1].expand(batch, -1, -1)}, {"context": states[1:].expand(batch, -1, -1)}
+
+    def latent_shape(self, width: int, height: int) -> tuple[int, int, int]:
+        return latent_shape(self, width, height)
+
+    @torch.no_grad()
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        return encode_images(self.vae, images)
+
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents -> images in [0, 1], (B, 3, H, W) on the CPU."""
@@ -76,6 +88,21 @@ class LatentDiffusion:
 
 
 @torch.no_grad()
+def latent_shape(model, width: int, height: int) -> tuple[int, int, int]:
+    """(C, h, w) of the latents of a width x height image; both must be multiples of the VAE's factor."""
+    f = model.vae_scale_factor
+    if width % f or height % f:
+        raise ValueError(f"width and height must be multiples of {f} for this model, got {width}x{height}")
+    return (model.latent_channels, height // f, width // f)
+
+
+def encode_images(vae, images: torch.Tensor) -> torch.Tensor:
+    """Images in [0, 1], (B, 3, H, W) -> scaled latents (B, C, H/f, W/f): the mean of the encoder's
+    distribution (deterministic; the seed's noise is added by the sampler's start)."""
+    x = (images * 2 - 1).to(vae.device, vae.dtype)
+    return vae.encode(x).latent_dist.mean.float() * vae.config.scaling_factor
+
+
 def decode_latents(vae: nn.Module, latents: torch.Tensor) -> torch.Tensor:
     """Latents (B, C, h, w) -> images in [0, 1], (B, 3, H, W) on the CPU, in the VAE's own dtype (the
     loader keeps a VAE that overflows in float16, SDXL's, in float32)."""
@@ -87,25 +114,8 @@ def decode_latents(vae: nn.Module, latents: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def sd_text_to_image(model: LatentDiffusion, prompt: str, negative_prompt: str | None, *, width: int, height: int,
                      steps: int, sampler: str, schedule: str, cfg_scale: float, seeds: list[int],
-                     callback: Callable[[dict], None] | None = None) -> torch.Tensor:
-    """Returns images (B, 3, H, W) in [0, 1] on the CPU, B = len(seeds)."""
-    batch, f = len(seeds), model.vae_scale_factor
-    if width % f or height % f:
-        raise ValueError(f"width and height must be multiples of {f} for this model, got {width}x{height}")
-    # 1. encode the prompt and the negative prompt (the unconditional branch of CFG)
-    states = model.encode_prompt([prompt, negative_prompt or ""])  # (2, 77, D)
-    cond = {"context": states[:1].expand(batch, -1, -1)}
-    uncond = {"context": states[1:].expand(batch, -1, -1)}
-    # 2. UNet -> denoiser D(x, sigma) -> classifier-free guidance
-    denoiser = model.denoiser()
-    guided = CFGDenoiser(denoiser, cfg_scale)
-    # 3. the noise levels
-    sigmas = make_sigmas(schedule, steps, denoiser).to(model.device)
-    # 4. latent noise at sigma_max, one generator per image; ancestral samplers draw from seeds[0]'s
-    x = initial_noise(seeds, (model.latent_channels, height // f, width // f)).to(model.device) * sigmas[0]
-    generator = torch.Generator().manual_seed(seeds[0])
-    # 5. sample in latent space
-    x = get_sampler(sampler)(guided, x, sigmas, extra_args={"cond": cond, "uncond": uncond},
-                             callback=callback, generator=generator)  # (B, C, H/f, W/f)
-    # 6. decode with the VAE
-    return model.decode(x)
+                     callback: Callable[[dict], None] | None = None, **image_inputs) -> torch.Tensor:
+    """Returns images (B, 3, H, W) in [0, 1] on the CPU, B = len(seeds); image_inputs: init_images,
+    strength, mask (pipelines/sampling.draw: image to image and inpainting)."""
+    return draw(model, prompt, negative_prompt, width=width, height=height, steps=steps, sampler=sampler,
+                schedule=schedule, cfg_scale=cfg_scale, seeds=seeds, callback=callback, **image_inputs)

@@ -23,9 +23,9 @@ import torch
 from torch import nn
 
 from designerbox.pipelines.prompt_weights import encode_weighted
-from designerbox.pipelines.stable_diffusion import decode_latents
-from designerbox.pipelines.text_to_image import initial_noise
-from designerbox.samplers import CFGDenoiser, DiscreteEpsDenoiser, DiscreteVDenoiser, get_sampler, make_sigmas
+from designerbox.pipelines.sampling import draw
+from designerbox.pipelines.stable_diffusion import decode_latents, encode_images, latent_shape
+from designerbox.samplers import DiscreteEpsDenoiser, DiscreteVDenoiser
 
 
 @dataclass
@@ -95,6 +95,29 @@ class LatentDiffusionXL:
                              f"{states_2.shape[1]} token states)")
         return torch.cat([states_1, states_2], dim=-1), pooled["all"][first]
 
+    def conditions(self, prompt: str, negative_prompt: str | None, batch: int, width: int, height: int):
+        """Both encoders' token states, the pooled projection and the size conditioning, per branch; an
+        empty negative prompt is zeros (diffusers' force_zeros_for_empty_prompt)."""
+        if negative_prompt:
+            context, pooled = self.encode_prompt([prompt, negative_prompt])  # (2, 77 * K, D), (2, P)
+        else:
+            context, pooled = self.encode_prompt([prompt])  # (1, 77 * K, D), (1, P)
+            context = torch.cat([context, torch.zeros_like(context)])
+            pooled = torch.cat([pooled, torch.zeros_like(pooled)])
+        time_ids = size_conditioning(width, height).to(self.device).expand(batch, -1)  # (B, 6)
+        cond = {"context": context[:1].expand(batch, -1, -1), "text_embeds": pooled[:1].expand(batch, -1),
+                "time_ids": time_ids}
+        uncond = {"context": context[1:].expand(batch, -1, -1), "text_embeds": pooled[1:].expand(batch, -1),
+                  "time_ids": time_ids}
+        return cond, uncond
+
+    def latent_shape(self, width: int, height: int) -> tuple[int, int, int]:
+        return latent_shape(self, width, height)
+
+    @torch.no_grad()
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        return encode_images(self.vae, images)
+
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents -> images in [0, 1], (B, 3, H, W) on the CPU."""
@@ -110,32 +133,8 @@ def size_conditioning(width: int, height: int) -> torch.Tensor:
 @torch.no_grad()
 def sdxl_text_to_image(model: LatentDiffusionXL, prompt: str, negative_prompt: str | None, *, width: int,
                        height: int, steps: int, sampler: str, schedule: str, cfg_scale: float, seeds: list[int],
-                       callback: Callable[[dict], None] | None = None) -> torch.Tensor:
-    """Returns images (B, 3, H, W) in [0, 1] on the CPU, B = len(seeds)."""
-    batch, f = len(seeds), model.vae_scale_factor
-    if width % f or height % f:
-        raise ValueError(f"width and height must be multiples of {f} for this model, got {width}x{height}")
-    # 1. encode the prompt, and the negative prompt when there is one; an empty one is zeros
-    if negative_prompt:
-        context, pooled = model.encode_prompt([prompt, negative_prompt])  # (2, 77, D), (2, P)
-    else:
-        context, pooled = model.encode_prompt([prompt])  # (1, 77, D), (1, P)
-        context, pooled = torch.cat([context, torch.zeros_like(context)]), torch.cat([pooled, torch.zeros_like(pooled)])
-    time_ids = size_conditioning(width, height).to(model.device).expand(batch, -1)  # (B, 6)
-    cond = {"context": context[:1].expand(batch, -1, -1), "text_embeds": pooled[:1].expand(batch, -1),
-            "time_ids": time_ids}
-    uncond = {"context": context[1:].expand(batch, -1, -1), "text_embeds": pooled[1:].expand(batch, -1),
-              "time_ids": time_ids}
-    # 2. UNet -> denoiser D(x, sigma) -> classifier-free guidance
-    denoiser = model.denoiser()
-    guided = CFGDenoiser(denoiser, cfg_scale)
-    # 3. the noise levels
-    sigmas = make_sigmas(schedule, steps, denoiser).to(model.device)
-    # 4. latent noise at sigma_max, one generator per image; ancestral samplers draw from seeds[0]'s
-    x = initial_noise(seeds, (model.latent_channels, height // f, width // f)).to(model.device) * sigmas[0]
-    generator = torch.Generator().manual_seed(seeds[0])
-    # 5. sample in latent space
-    x = get_sampler(sampler)(guided, x, sigmas, extra_args={"cond": cond, "uncond": uncond},
-                             callback=callback, generator=generator)  # (B, C, H/f, W/f)
-    # 6. decode with the VAE
-    return model.decode(x)
+                       callback: Callable[[dict], None] | None = None, **image_inputs) -> torch.Tensor:
+    """Returns images (B, 3, H, W) in [0, 1] on the CPU, B = len(seeds); image_inputs: init_images,
+    strength, mask (pipelines/sampling.draw: image to image and inpainting)."""
+    return draw(model, prompt, negative_prompt, width=width, height=height, steps=steps, sampler=sampler,
+                schedule=schedule, cfg_scale=cfg_scale, seeds=seeds, callback=callback, **image_inputs)

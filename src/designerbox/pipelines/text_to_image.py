@@ -13,7 +13,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from designerbox.samplers import CFGDenoiser, DiscreteEpsDenoiser, DiscreteVDenoiser, get_sampler, make_sigmas
+from designerbox.pipelines.sampling import draw, initial_noise  # noqa: F401 (initial_noise: re-exported)
+from designerbox.samplers import DiscreteEpsDenoiser, DiscreteVDenoiser
 
 
 @dataclass
@@ -42,36 +43,30 @@ class PixelDiffusion:
         adapter = {"v": DiscreteVDenoiser, "eps": DiscreteEpsDenoiser}[self.prediction]
         return adapter(net, self.alphas_cumprod.to(self.device))
 
+    def conditions(self, prompt: str, negative_prompt: str | None, batch: int, width: int, height: int):
+        """The pooled sentence embeddings of the prompt and the negative prompt, (B, 384) each."""
+        _, pooled = self.text_encoder([prompt, negative_prompt or ""])  # (2, 384)
+        return ({"pooled": pooled[:1].expand(batch, -1).to(self.device)},
+                {"pooled": pooled[1:].expand(batch, -1).to(self.device)})
 
-def initial_noise(seeds: list[int], shape: tuple[int, int, int]) -> torch.Tensor:
-    """Unit Gaussian noise, one CPU generator per image (seed, seed+1, ...), so every image of a
-    batch has the noise it would have alone, on any device."""
-    return torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(s)) for s in seeds])
+    def latent_shape(self, width: int, height: int) -> tuple[int, int, int]:
+        return (3, height, width)  # pixel space
+
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        return images * 2 - 1  # [0, 1] -> the [-1, 1] the network was trained on
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        return ((x.float().cpu() + 1) / 2).clamp(0, 1)
 
 
 @torch.no_grad()
 def text_to_image(model: PixelDiffusion, prompt: str, negative_prompt: str, *, width: int, height: int,
                   steps: int, sampler: str, schedule: str, cfg_scale: float, seeds: list[int],
-                  callback: Callable[[dict], None] | None = None) -> torch.Tensor:
-    """Returns images (B, 3, H, W) in [0, 1] on the CPU, B = len(seeds)."""
-    batch = len(seeds)
-    # 1. encode the prompt and the negative prompt (the unconditional branch of CFG)
-    _, pooled = model.text_encoder([prompt, negative_prompt])                  # (2, 384)
-    cond = {"pooled": pooled[:1].expand(batch, -1).to(model.device)}
-    uncond = {"pooled": pooled[1:].expand(batch, -1).to(model.device)}
-    # 2. network -> denoiser D(x, sigma) -> classifier-free guidance
-    denoiser = model.denoiser()
-    guided = CFGDenoiser(denoiser, cfg_scale)
-    # 3. the noise levels
-    sigmas = make_sigmas(schedule, steps, denoiser).to(model.device)
-    # 4. starting noise at sigma_max; ancestral samplers draw more from a generator seeded by seeds[0]
-    x = initial_noise(seeds, (3, height, width)).to(model.device) * sigmas[0]  # (B, 3, H, W)
-    generator = torch.Generator().manual_seed(seeds[0])
-    # 5. sample
-    x = get_sampler(sampler)(guided, x, sigmas, extra_args={"cond": cond, "uncond": uncond},
-                             callback=callback, generator=generator)
-    # 6. from [-1, 1] to [0, 1]
-    return ((x.float().cpu() + 1) / 2).clamp(0, 1)
+                  callback: Callable[[dict], None] | None = None, **image_inputs) -> torch.Tensor:
+    """Returns images (B, 3, H, W) in [0, 1] on the CPU, B = len(seeds); image_inputs: init_images,
+    strength, mask (pipelines/sampling.draw)."""
+    return draw(model, prompt, negative_prompt, width=width, height=height, steps=steps, sampler=sampler,
+                schedule=schedule, cfg_scale=cfg_scale, seeds=seeds, callback=callback, **image_inputs)
 
 
 def to_pil(images: torch.Tensor) -> list:

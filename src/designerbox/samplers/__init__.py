@@ -4,7 +4,13 @@ A network is wrapped into a denoiser D(x, sigma, **cond) (denoisers.py), a sched
 sigmas (schedules.py), and a sampler integrates from noise * sigmas[0] to data (samplers.py).
 """
 
-from designerbox.samplers.denoisers import CFGDenoiser, DiscreteEpsDenoiser, DiscreteVDenoiser, FlowDenoiser
+from designerbox.samplers.denoisers import (
+    CFGDenoiser,
+    DiscreteEpsDenoiser,
+    DiscreteVDenoiser,
+    FlowDenoiser,
+    MaskedDenoiser,
+)
 from designerbox.samplers.samplers import (
     SAMPLER_INFO,
     SAMPLERS,
@@ -27,7 +33,7 @@ from designerbox.samplers.schedules import (
 )
 
 __all__ = [
-    "CFGDenoiser", "DiscreteEpsDenoiser", "DiscreteVDenoiser", "FlowDenoiser",
+    "CFGDenoiser", "DiscreteEpsDenoiser", "DiscreteVDenoiser", "FlowDenoiser", "MaskedDenoiser",
     "SAMPLERS", "SAMPLER_INFO", "SamplerInfo", "get_ancestral_step", "get_sampler",
     "sample_ddim", "sample_dpmpp_2m", "sample_dpmpp_2m_sde", "sample_euler", "sample_euler_ancestral", "sample_heun",
     "SCHEDULES", "get_sigmas_exponential", "get_sigmas_karras", "get_sigmas_simple", "make_sigmas",

@@ -182,3 +182,17 @@ class CFGDenoiser(nn.Module):
         denoised = self.denoiser(torch.cat([x, x]), torch.cat([sigma, sigma]), **both)  # (2B, ...)
         d_uncond, d_cond = denoised.chunk(2)
         return d_uncond + self.cfg_scale * (d_cond - d_uncond)
+
+
+class MaskedDenoiser(nn.Module):
+    """Inpainting with any denoiser: inside the mask (1 = repaint) the model's estimate, outside it the
+    known clean image, D' = m D + (1 - m) x0. Every sampler then keeps the known region on its path
+    (at sigma -> 0 it is x0 exactly) while the masked part is drawn to fit it. Wraps the guided
+    denoiser, so mask and x0 have the batch of x: (B, 1, h, w) and (B, C, h, w)."""
+
+    def __init__(self, denoiser, x0: torch.Tensor, mask: torch.Tensor):
+        super().__init__()
+        self.denoiser, self.x0, self.mask = denoiser, x0, mask
+
+    def forward(self, x: torch.Tensor, sigma, **kwargs) -> torch.Tensor:
+        return self.mask * self.denoiser(x, sigma, **kwargs) + (1 - self.mask) * self.x0
