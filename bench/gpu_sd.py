@@ -74,10 +74,12 @@ TINY_TEXT = {"hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 
 
 class FixedTokenizer:
     """Stands in for CLIPTokenizer in both pipelines: every text becomes TOKEN_IDS padded to 77 (no
-    vocabulary needed). What diffusers' encode_prompt touches: __call__, tokenize, added_tokens_encoder."""
+    vocabulary needed). What diffusers' encode_prompt touches: __call__, tokenize, added_tokens_encoder;
+    ours (pipelines/prompt_weights): the special token ids and __call__ without special tokens."""
 
     model_max_length = 77
     added_tokens_encoder: dict = {}
+    bos_token_id, eos_token_id, pad_token_id = TOKEN_IDS[0], TOKEN_IDS[-1], TOKEN_IDS[-1]
 
     def __init__(self):
         ids = TOKEN_IDS + [TOKEN_IDS[-1]] * (self.model_max_length - len(TOKEN_IDS))
@@ -86,7 +88,9 @@ class FixedTokenizer:
     def tokenize(self, text: str) -> list[str]:
         return text.split()
 
-    def __call__(self, texts, **kwargs):
+    def __call__(self, texts, add_special_tokens: bool = True, **kwargs):
+        if not add_special_tokens:  # one fragment, as pipelines/prompt_weights tokenizes: the words alone
+            return SimpleNamespace(input_ids=TOKEN_IDS[1:-1] if texts else [])
         n = 1 if isinstance(texts, str) else len(texts)
         ids = self.ids.expand(n, -1).clone()  # (N, 77)
         return SimpleNamespace(input_ids=ids, attention_mask=torch.ones_like(ids))
@@ -228,7 +232,8 @@ def setup_sdxl(device, dtype, tiny: bool):
         return run
 
     sides = {"diffusers": run_diffusers, "ours": ours_run(ours)}
-    for name, options in speedups(device, compile=False):  # SDXL's compile takes minutes: not in the budget yet
+    # SDXL compile takes minutes of warm-up: opt in with BENCH_SDXL_COMPILE=1 (run it alone, with budget)
+    for name, options in speedups(device, compile=os.environ.get("BENCH_SDXL_COMPILE") == "1"):
         fast = copy.copy(ours)
         fast.unet, fast.vae = copy.deepcopy(ours.unet), copy.deepcopy(ours.vae)
         speed_up(fast, **options)
