@@ -117,3 +117,24 @@ def test_a_gan_takes_no_picture(studio, picture):
     path, _ = picture
     with pytest.raises(RequestError, match="takes no init_image"):
         designerbox.generate("a cat", studio=studio, model="dbx-gan-v0", init_image=str(path), save=False)
+
+
+def test_progress_carries_a_preview_of_each_step(studio):
+    seen = []
+    designerbox.generate("a cat", studio=studio, seed=1, progress=seen.append, **FAST)
+    assert [s["i"] for s in seen] == list(range(FAST["steps"])) and seen[-1]["total"] == FAST["steps"]
+    first, last = seen[0]["preview"], seen[-1]["preview"]
+    assert first.shape == (1, 3, 16, 16) and 0 <= float(first.min()) and float(first.max()) <= 1
+    assert not np.allclose(first.numpy(), last.numpy())  # the estimate sharpens over the steps
+
+
+def test_latent_previews_are_the_published_linear_maps():
+    import torch
+
+    from designerbox.pipelines.stable_diffusion import LATENT_RGB, latent_preview
+
+    for family in ("sd15", "sdxl"):
+        one_hot = torch.zeros(1, 4, 2, 2)
+        one_hot[0, 2] = 1.0  # the third latent channel alone
+        rgb = latent_preview(one_hot, family)[0, :, 0, 0]
+        assert torch.allclose(rgb, ((torch.tensor(LATENT_RGB[family][2]) + 1) / 2).clamp(0, 1))

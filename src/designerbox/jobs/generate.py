@@ -231,7 +231,11 @@ def run_generation(req: GenerationRequest, manifest: ModelManifest, model,
         from designerbox.pipelines.sampling import steps_for_strength
 
         run_steps = steps_for_strength(r.steps, r.strength) if r.strength else r.steps  # image to image: fewer
-        callback = (lambda info: progress(dict(info, total=run_steps))) if progress else None
+        callback = None
+        if progress:  # each step: progress, and a cheap image of the current estimate ("preview", [0, 1])
+            def callback(info: dict) -> None:
+                preview = model.preview(info["denoised"]) if "denoised" in info else None
+                progress(dict(info, total=run_steps, preview=preview))
         draw = (sdxl_text_to_image if isinstance(model, LatentDiffusionXL) else
                 sd_text_to_image if isinstance(model, LatentDiffusion) else text_to_image)
         image_inputs = {}

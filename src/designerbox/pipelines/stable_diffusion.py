@@ -81,13 +81,32 @@ class LatentDiffusion:
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         return encode_images(self.vae, images)
 
+    def preview(self, denoised: torch.Tensor) -> torch.Tensor:
+        """A cheap image of the sampler's current estimate, (B, 3, h, w) in [0, 1] at latent size."""
+        return latent_preview(denoised, "sd15")
+
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents -> images in [0, 1], (B, 3, H, W) on the CPU."""
         return decode_latents(self.vae, latents)
 
 
-@torch.no_grad()
+# Linear maps from a VAE's (scaled) latents to RGB in about [-1, 1], (4, 3): a free preview of the
+# denoised estimate at every step, without the decoder (the factors ComfyUI and A1111 use for their
+# "cheap" previews, fitted on each VAE's latents of real images).
+LATENT_RGB = {
+    "sd15": ((0.3512, 0.2297, 0.3227), (0.3250, 0.4974, 0.2350), (-0.2829, 0.1762, 0.2721), (-0.2120, -0.2616, -0.7177)),
+    "sdxl": ((0.3920, 0.4054, 0.4549), (-0.2634, -0.0196, 0.0653), (0.0568, 0.1687, -0.0755), (-0.3112, -0.2359, -0.2076)),
+}
+
+
+def latent_preview(latents: torch.Tensor, family: str) -> torch.Tensor:
+    """Latents (B, 4, h, w) -> a rough image (B, 3, h, w) in [0, 1] on the CPU (one small matrix product)."""
+    factors = torch.tensor(LATENT_RGB[family], dtype=torch.float32)  # (4, 3)
+    rgb = torch.einsum("bchw,cd->bdhw", latents.float().cpu(), factors)
+    return ((rgb + 1) / 2).clamp(0, 1)
+
+
 def latent_shape(model, width: int, height: int) -> tuple[int, int, int]:
     """(C, h, w) of the latents of a width x height image; both must be multiples of the VAE's factor."""
     f = model.vae_scale_factor
@@ -103,6 +122,7 @@ def encode_images(vae, images: torch.Tensor) -> torch.Tensor:
     return vae.encode(x).latent_dist.mean.float() * vae.config.scaling_factor
 
 
+@torch.no_grad()
 def decode_latents(vae: nn.Module, latents: torch.Tensor) -> torch.Tensor:
     """Latents (B, C, h, w) -> images in [0, 1], (B, 3, H, W) on the CPU, in the VAE's own dtype (the
     loader keeps a VAE that overflows in float16, SDXL's, in float32)."""

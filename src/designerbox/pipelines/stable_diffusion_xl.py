@@ -24,7 +24,7 @@ from torch import nn
 
 from designerbox.pipelines.prompt_weights import encode_weighted
 from designerbox.pipelines.sampling import draw
-from designerbox.pipelines.stable_diffusion import decode_latents, encode_images, latent_shape
+from designerbox.pipelines.stable_diffusion import decode_latents, encode_images, latent_preview, latent_shape
 from designerbox.samplers import DiscreteEpsDenoiser, DiscreteVDenoiser
 
 
@@ -117,6 +117,10 @@ class LatentDiffusionXL:
     @torch.no_grad()
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         return encode_images(self.vae, images)
+
+    def preview(self, denoised: torch.Tensor) -> torch.Tensor:
+        """A cheap image of the sampler's current estimate, (B, 3, h, w) in [0, 1] at latent size."""
+        return latent_preview(denoised, "sdxl")
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:

@@ -58,6 +58,10 @@ class PixelDiffusion:
     def decode(self, x: torch.Tensor) -> torch.Tensor:
         return ((x.float().cpu() + 1) / 2).clamp(0, 1)
 
+    def preview(self, denoised: torch.Tensor) -> torch.Tensor:
+        """The sampler's current estimate as an image: in pixel space it already is one."""
+        return self.decode(denoised)
+
 
 @torch.no_grad()
 def text_to_image(model: PixelDiffusion, prompt: str, negative_prompt: str, *, width: int, height: int,
