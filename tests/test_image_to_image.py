@@ -138,3 +138,23 @@ def test_latent_previews_are_the_published_linear_maps():
         one_hot[0, 2] = 1.0  # the third latent channel alone
         rgb = latent_preview(one_hot, family)[0, :, 0, 0]
         assert torch.allclose(rgb, ((torch.tensor(LATENT_RGB[family][2]) + 1) / 2).clamp(0, 1))
+
+
+def test_outpainting_extends_the_canvas_and_keeps_the_middle(studio, picture, tmp_path):
+    _, card = picture
+    Image.fromarray(card[:, 2:14]).save(tmp_path / "narrow.png")  # 12 wide: 16 with 2 pixels either side
+    opts = {k: v for k, v in FAST.items() if k not in ("width", "height")}
+    out = designerbox.generate("a cat", studio=studio, seed=5, init_image=str(tmp_path / "narrow.png"),
+                               extend=(2, 0, 2, 0), upscaler="none", **opts)[0]
+    got = pixels(out.image)
+    assert got.shape == (16, 16, 3)
+    # the picture minus the 4-pixel seam on each extended side is kept exactly
+    assert np.array_equal(got[:, 6:10], card[:, 6:10].astype(int))
+    assert np.abs(got[:, :2] - card[:, 2:3]).mean() > 1  # the new border is drawn, not the stretched edge
+    assert list(out.record["request"]["extend"]) == [2, 0, 2, 0] and out.record["request"]["strength"] == 1.0
+    assert out.record["request"]["mask_image"]["generated"] == "outpainting border"
+    with pytest.raises(Exception, match="not all 0"):
+        designerbox.generate("a cat", studio=studio, init_image=str(tmp_path / "narrow.png"), extend=(0, 0, 0, 0),
+                             **opts)
+    with pytest.raises(Exception, match="need an init_image"):
+        designerbox.generate("a cat", studio=studio, extend=(8, 0, 0, 0), **opts)

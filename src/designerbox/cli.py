@@ -22,12 +22,24 @@ def _size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"size must look like 512x512, not {text!r}") from None
 
 
+def _extend(text: str) -> tuple[int, int, int, int]:
+    try:
+        parts = tuple(int(p) for p in text.split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 4:
+        raise argparse.ArgumentTypeError(f"{text!r}: give four whole numbers of pixels, left,top,right,bottom "
+                                         "(e.g. 0,0,128,0)")
+    return parts
+
+
 def _request_options(args) -> dict:
     opts = {"model": args.model, "seed": args.seed, "steps": args.steps, "sampler": args.sampler,
             "schedule": args.schedule, "cfg_scale": args.cfg, "style": args.style, "size_preset": args.preset,
             "negative_prompt": args.negative, "batch_size": args.n, "upscaler": args.upscaler,
             "truncation": args.truncation, "init_image": getattr(args, "init_image", None),
-            "mask_image": getattr(args, "mask", None), "strength": getattr(args, "strength", None)}
+            "mask_image": getattr(args, "mask", None), "strength": getattr(args, "strength", None),
+            "extend": getattr(args, "extend", None)}
     if args.size:
         opts["width"], opts["height"] = args.size
     return {k: v for k, v in opts.items() if v is not None}
@@ -405,6 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--init-image", metavar="IMAGE", help="image to image: start from this picture")
     g.add_argument("--strength", type=float, help="image to image: 0-1, how far from the picture (default 0.75)")
     g.add_argument("--mask", metavar="IMAGE", help="inpainting: white = repaint, black = keep (with --init-image)")
+    g.add_argument("--extend", type=_extend, metavar="L,T,R,B",
+                   help="outpainting: pixels to add left, top, right, bottom of --init-image, e.g. 0,0,128,0")
     g.add_argument("--json", action="store_true")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.add_argument("--no-gallery", action="store_true", help="do not record the images in the gallery")

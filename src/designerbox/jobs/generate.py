@@ -82,7 +82,8 @@ def resolve(req: GenerationRequest, manifest: ModelManifest, upscaler: str = "no
         seed=seed, batch_size=req.batch_size, style=req.style, upscaler=upscaler,
         init_image=inputs["init_image"].source if "init_image" in inputs else None,
         mask_image=inputs["mask_image"].source if "mask_image" in inputs else None,
-        strength=(req.strength or (1.0 if req.mask_image else 0.75)) if req.init_image else None)
+        extend=req.extend,
+        strength=(req.strength or (1.0 if "mask_image" in inputs else 0.75)) if req.init_image else None)
 
 
 # request fields that only one family has: a GAN draws in one call from a latent, with no sampler
@@ -122,7 +123,7 @@ def request_from_record(record: dict) -> tuple[GenerationRequest, int]:
         src = r["init_image"].get("file", "the input image")
         raise RequestError(f"this image was drawn from an input image ({src}, sha256 "
                            f"{r['init_image'].get('sha256', '?')[:12]}); give it again with --init-image")
-    for key in ("init_image", "mask_image", "strength"):
+    for key in ("init_image", "mask_image", "extend", "strength"):
         r.pop(key, None)
     return GenerationRequest(**r), int(record.get("batch_index", 0))
 
@@ -147,6 +148,36 @@ def read_input_image(value: str, what: str):
         return load_image(Path(value).expanduser(), name=f"{what} {value}")
     except ImageInputError as err:
         raise RequestError(str(err)) from None
+
+
+def outpaint_inputs(init, extend: tuple[int, int, int, int], overlap: int = 4) -> dict:
+    """{"init_image", "mask_image"} for outpainting: the picture on a canvas larger by `extend` (left,
+    top, right, bottom), the new border filled by stretching the picture's edge pixels outwards and
+    blurring them (a start with the right colours), and a mask of the border plus `overlap` pixels
+    into the picture so the seam is redrawn too."""
+    from dataclasses import replace
+
+    from PIL import ImageFilter
+
+    left, top, right, bottom = extend
+    img = init.image.convert("RGB")
+    w, h = img.size
+    W, H = w + left + right, h + top + bottom
+    import numpy as np
+
+    a = np.asarray(img)
+    canvas = np.pad(a, ((top, bottom), (left, right), (0, 0)), mode="edge")  # edge pixels stretched out
+    blurred = np.asarray(Image.fromarray(canvas).filter(ImageFilter.GaussianBlur(max(2, max(extend) // 8))))
+    keep = np.zeros((H, W), bool)
+    keep[top:top + h, left:left + w] = True
+    canvas = np.where(keep[..., None], canvas, blurred)
+    mask = np.full((H, W), 255, np.uint8)
+    inner = [top + (overlap if top else 0), left + (overlap if left else 0),
+             top + h - (overlap if bottom else 0), left + w - (overlap if right else 0)]
+    mask[inner[0]:inner[2], inner[1]:inner[3]] = 0
+    source = {"generated": "outpainting border", "extend": list(extend), "overlap": overlap, "size": [W, H]}
+    return {"init_image": replace(init, image=Image.fromarray(canvas)),
+            "mask_image": replace(init, image=Image.fromarray(mask, "L"), source=source, notes=[])}
 
 
 def image_tensor(image: Image.Image, width: int, height: int, mode: str = "RGB"):
@@ -210,6 +241,8 @@ def run_generation(req: GenerationRequest, manifest: ModelManifest, model,
     """
     t0 = time.time()
     inputs = {k: read_input_image(getattr(req, k), k) for k in ("init_image", "mask_image") if getattr(req, k)}
+    if req.extend:  # outpainting: a larger canvas, and the new border as the mask
+        inputs.update(outpaint_inputs(inputs["init_image"], req.extend))
     r = resolve(req, manifest, upscaler[0].id if upscaler else "none", inputs)
     # 1. the style preset turns the prompt into what the text encoder sees
     prompt, negative = r.prompt, r.negative_prompt

@@ -47,6 +47,8 @@ class GenerationRequest(BaseModel):
                                    "(data:image/png;base64,...); the output size defaults to its size")
     mask_image: str | None = Field(None, max_length=MAX_IMAGE_FIELD,
                                    description="inpainting: white = repaint, black = keep (a path or data URL)")
+    extend: tuple[int, int, int, int] | None = Field(None, description="outpainting: pixels to add to the "
+                                                     "init_image's left, top, right and bottom (0 to 2048 each)")
     strength: float | None = Field(None, gt=0.0, le=1.0, allow_inf_nan=False,
                                    description="image to image: how much of the schedule runs (default 0.75; "
                                    "1.0 with a mask)")
@@ -85,8 +87,14 @@ class GenerationRequest(BaseModel):
             raise ValueError("give either size_preset or width/height, not both")
         if (self.width is None) != (self.height is None):
             raise ValueError("give both width and height, or neither")
-        if self.init_image is None and (self.mask_image is not None or self.strength is not None):
-            raise ValueError("mask_image and strength need an init_image to work on")
+        if self.init_image is None and (self.mask_image is not None or self.strength is not None or self.extend):
+            raise ValueError("mask_image, extend and strength need an init_image to work on")
+        if self.extend is not None:
+            if self.mask_image is not None:
+                raise ValueError("give either extend (outpainting: the mask is the new border) or mask_image, not both")
+            if any(not 0 <= e <= 2048 for e in self.extend) or not any(self.extend):
+                raise ValueError(f"extend needs four sizes from 0 to 2048 (left, top, right, bottom), not all 0; "
+                                 f"got {list(self.extend)}")
         return self
 
 
@@ -112,4 +120,5 @@ class ResolvedRequest(BaseModel):
     upscaler: str = "none"
     init_image: dict | None = None   # what the input was (file, sha256, size, notes), not its pixels
     mask_image: dict | None = None
+    extend: tuple[int, int, int, int] | None = None
     strength: float | None = None
