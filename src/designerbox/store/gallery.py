@@ -1,4 +1,9 @@
-"""The gallery: every image as a content-addressed PNG plus a row in SQLite (SQLAlchemy 2)."""
+"""The gallery: every image as a content-addressed PNG plus a row in SQLite (SQLAlchemy 2).
+
+Each row has an owner (the user whose job made it; LOCAL_USER in single-user mode): the server
+lists, reads and deletes only the caller's rows unless the caller is an admin (owner=None).
+A gallery file from before owners existed gets the column in place, every old row owned by LOCAL_USER.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,9 @@ from sqlalchemy import delete as sa_delete
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from designerbox.store.png_metadata import write_atomic
+from designerbox.store.sqlite import add_missing_columns
+
+LOCAL_USER = "local"  # the one user of single-user mode (no API keys), and the owner of older rows
 
 
 class Base(DeclarativeBase):
@@ -31,10 +39,12 @@ class ImageRow(Base):
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     record: Mapped[dict] = mapped_column(JSON)
+    owner: Mapped[str] = mapped_column(String(64), index=True, default=LOCAL_USER, server_default=LOCAL_USER)
 
     def summary(self) -> dict:
         return {"id": self.id, "created_at": self.created_at.isoformat(), "model": self.model_id,
-                "prompt": self.prompt, "seed": self.seed, "size": f"{self.width}x{self.height}", "path": self.path}
+                "prompt": self.prompt, "seed": self.seed, "size": f"{self.width}x{self.height}", "path": self.path,
+                "owner": self.owner}
 
 
 class UnknownImageError(KeyError):
@@ -48,7 +58,9 @@ class Gallery:
         self.root = Path(root)
         (self.root / "images").mkdir(parents=True, exist_ok=True)
         self.engine = create_engine(f"sqlite:///{self.root / 'gallery.sqlite'}")
-        Base.metadata.create_all(self.engine)
+        Base.metadata.create_all(self.engine)  # new files; an older file keeps its table, so:
+        add_missing_columns(self.engine, "images", {"owner": f"VARCHAR(64) NOT NULL DEFAULT '{LOCAL_USER}'"},
+                            index=True)
 
     def put_file(self, png: bytes) -> tuple[str, Path]:
         """Write the PNG under its sha256 (atomically; once); returns (sha256, path relative to root).
@@ -62,7 +74,9 @@ class Gallery:
             write_atomic(path, png)
         return sha, rel
 
-    def add(self, png: bytes, record: dict) -> ImageRow:
+    def add(self, png: bytes, record: dict, owner: str = LOCAL_USER) -> ImageRow:
+        """A gallery row for the PNG (idempotent: the same bytes keep their first row and owner; records
+        carry their creation time and seconds, so two jobs do not make the same bytes)."""
         sha, rel = self.put_file(png)
         with Session(self.engine, expire_on_commit=False) as s:
             row = s.scalar(select(ImageRow).where(ImageRow.sha256 == sha))
@@ -70,14 +84,19 @@ class Gallery:
                 w, h = record["output_size"]
                 row = ImageRow(id=sha[:16], sha256=sha, path=str(rel), created_at=datetime.now(timezone.utc),
                                model_id=record["model"]["id"], prompt=record["request"]["prompt"],
-                               seed=record["seed"], width=w, height=h, record=record)
+                               seed=record["seed"], width=w, height=h, record=record, owner=owner)
                 s.add(row)
                 s.commit()
             return row
 
-    def get(self, image_id: str) -> ImageRow:
+    def get(self, image_id: str, owner: str | None = None) -> ImageRow:
+        """The image whose id starts with image_id; owner set: only among that owner's images (another
+        owner's image is answered exactly as a missing one, so ids do not leak)."""
+        q = select(ImageRow).where(ImageRow.id.startswith(image_id, autoescape=True)).limit(2)
+        if owner is not None:
+            q = q.where(ImageRow.owner == owner)
         with Session(self.engine) as s:
-            rows = s.scalars(select(ImageRow).where(ImageRow.id.startswith(image_id)).limit(2)).all()
+            rows = s.scalars(q).all()
         if len(rows) != 1:
             why = "no image" if not rows else "more than one image"
             raise UnknownImageError(f"{why} with id {image_id!r} in the gallery {self.root}")
@@ -87,9 +106,13 @@ class Gallery:
         return self.root / row.path
 
     def list(self, limit: int = 20, model: str | None = None, search: str | None = None,
-             since: datetime | None = None, until: datetime | None = None, offset: int = 0) -> list[ImageRow]:
-        """Newest first; search matches prompt text (case-insensitive), since/until bound created_at."""
+             since: datetime | None = None, until: datetime | None = None, offset: int = 0,
+             owner: str | None = None) -> list[ImageRow]:
+        """Newest first; search matches prompt text (case-insensitive), since/until bound created_at;
+        owner: only that owner's images (None: everyone's)."""
         q = select(ImageRow).order_by(ImageRow.created_at.desc(), ImageRow.id).offset(offset).limit(limit)
+        if owner is not None:
+            q = q.where(ImageRow.owner == owner)
         if model:
             q = q.where(ImageRow.model_id == model)
         if search:
@@ -101,9 +124,9 @@ class Gallery:
         with Session(self.engine) as s:
             return list(s.scalars(q).all())
 
-    def delete(self, image_id: str) -> ImageRow:
+    def delete(self, image_id: str, owner: str | None = None) -> ImageRow:
         """Remove an image's row, then its file; returns the removed row."""
-        row = self.get(image_id)
+        row = self.get(image_id, owner)
         with Session(self.engine) as s:
             s.execute(sa_delete(ImageRow).where(ImageRow.id == row.id))
             s.commit()
