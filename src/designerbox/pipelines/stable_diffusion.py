@@ -24,8 +24,50 @@ from designerbox.pipelines.sampling import draw
 from designerbox.samplers import DiscreteEpsDenoiser, DiscreteVDenoiser
 
 
+class VAELatents:
+    """What the models that sample in a KL autoencoder's latent space share (needs self.vae): sizes,
+    encoding a picture (image to image), decoding, and the cheap per-step preview of `latent_family`."""
+
+    latent_family = "sd15"
+
+    @property
+    def vae_scale_factor(self) -> int:
+        """Pixels per latent along a side (8 for SD's and SDXL's VAE)."""
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def latent_channels(self) -> int:
+        return self.vae.config.latent_channels
+
+    def latent_shape(self, width: int, height: int) -> tuple[int, int, int]:
+        """(C, h, w) of the latents of a width x height image; both must be multiples of the VAE's factor."""
+        f = self.vae_scale_factor
+        if width % f or height % f:
+            raise ValueError(f"width and height must be multiples of {f} for this model, got {width}x{height}")
+        return (self.latent_channels, height // f, width // f)
+
+    @torch.no_grad()
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1], (B, 3, H, W) -> scaled latents (B, C, H/f, W/f): the mean of the encoder's
+        distribution (deterministic; the seed's noise is added by the sampler's start)."""
+        x = (images * 2 - 1).to(self.vae.device, self.vae.dtype)
+        return self.vae.encode(x).latent_dist.mean.float() * self.vae.config.scaling_factor
+
+    def preview(self, denoised: torch.Tensor) -> torch.Tensor:
+        """A cheap image of the sampler's current estimate, (B, 3, h, w) in [0, 1] at latent size."""
+        return latent_preview(denoised, self.latent_family)
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents -> images in [0, 1], (B, 3, H, W) on the CPU, in the VAE's own dtype (the loader keeps
+        a VAE that overflows in float16, SDXL's, in float32)."""
+        x = latents.to(self.vae.dtype) / self.vae.config.scaling_factor
+        images = self.vae.decode(x).sample.float().cpu()  # (B, 3, H, W) in about [-1, 1]
+        return ((images + 1) / 2).clamp(0, 1)
+
+
 @dataclass
-class LatentDiffusion:
+class LatentDiffusion(VAELatents):
     """A Stable Diffusion 1.x model, built by registry.user_checkpoints.load_stable_diffusion.
 
     unet            UNet2DConditionModel (latent channels in and out, cross-attention on token states)
@@ -44,15 +86,6 @@ class LatentDiffusion:
     prediction: str
     device: torch.device
     dtype: torch.dtype = torch.float32
-
-    @property
-    def vae_scale_factor(self) -> int:
-        """Pixels per latent along a side (8 for SD's VAE)."""
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
-
-    @property
-    def latent_channels(self) -> int:
-        return self.vae.config.latent_channels
 
     def denoiser(self):
         def net(x: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
@@ -74,21 +107,6 @@ class LatentDiffusion:
         states = self.encode_prompt([prompt, negative_prompt or ""])  # (2, 77 * K, D)
         return {"context": states[:1].expand(batch, -1, -1)}, {"context": states[1:].expand(batch, -1, -1)}
 
-    def latent_shape(self, width: int, height: int) -> tuple[int, int, int]:
-        return latent_shape(self, width, height)
-
-    @torch.no_grad()
-    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
-        return encode_images(self.vae, images)
-
-    def preview(self, denoised: torch.Tensor) -> torch.Tensor:
-        """A cheap image of the sampler's current estimate, (B, 3, h, w) in [0, 1] at latent size."""
-        return latent_preview(denoised, "sd15")
-
-    @torch.no_grad()
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Latents -> images in [0, 1], (B, 3, H, W) on the CPU."""
-        return decode_latents(self.vae, latents)
 
 
 # Linear maps from a VAE's (scaled) latents to RGB in about [-1, 1], (4, 3): a free preview of the
@@ -105,30 +123,6 @@ def latent_preview(latents: torch.Tensor, family: str) -> torch.Tensor:
     factors = torch.tensor(LATENT_RGB[family], dtype=torch.float32)  # (4, 3)
     rgb = torch.einsum("bchw,cd->bdhw", latents.float().cpu(), factors)
     return ((rgb + 1) / 2).clamp(0, 1)
-
-
-def latent_shape(model, width: int, height: int) -> tuple[int, int, int]:
-    """(C, h, w) of the latents of a width x height image; both must be multiples of the VAE's factor."""
-    f = model.vae_scale_factor
-    if width % f or height % f:
-        raise ValueError(f"width and height must be multiples of {f} for this model, got {width}x{height}")
-    return (model.latent_channels, height // f, width // f)
-
-
-def encode_images(vae, images: torch.Tensor) -> torch.Tensor:
-    """Images in [0, 1], (B, 3, H, W) -> scaled latents (B, C, H/f, W/f): the mean of the encoder's
-    distribution (deterministic; the seed's noise is added by the sampler's start)."""
-    x = (images * 2 - 1).to(vae.device, vae.dtype)
-    return vae.encode(x).latent_dist.mean.float() * vae.config.scaling_factor
-
-
-@torch.no_grad()
-def decode_latents(vae: nn.Module, latents: torch.Tensor) -> torch.Tensor:
-    """Latents (B, C, h, w) -> images in [0, 1], (B, 3, H, W) on the CPU, in the VAE's own dtype (the
-    loader keeps a VAE that overflows in float16, SDXL's, in float32)."""
-    x = latents.to(vae.dtype) / vae.config.scaling_factor
-    images = vae.decode(x).sample.float().cpu()  # (B, 3, H, W) in about [-1, 1]
-    return ((images + 1) / 2).clamp(0, 1)
 
 
 @torch.no_grad()

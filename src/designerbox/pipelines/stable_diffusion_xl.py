@@ -24,12 +24,12 @@ from torch import nn
 
 from designerbox.pipelines.prompt_weights import encode_weighted
 from designerbox.pipelines.sampling import draw
-from designerbox.pipelines.stable_diffusion import decode_latents, encode_images, latent_preview, latent_shape
+from designerbox.pipelines.stable_diffusion import VAELatents
 from designerbox.samplers import DiscreteEpsDenoiser, DiscreteVDenoiser
 
 
 @dataclass
-class LatentDiffusionXL:
+class LatentDiffusionXL(VAELatents):
     """An SDXL base model, built by registry.user_checkpoints.load_stable_diffusion.
 
     unet            UNet2DConditionModel with addition_embed_type "text_time"
@@ -52,15 +52,7 @@ class LatentDiffusionXL:
     prediction: str
     device: torch.device
     dtype: torch.dtype = torch.float32
-
-    @property
-    def vae_scale_factor(self) -> int:
-        """Pixels per latent along a side (8 for SDXL's VAE)."""
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
-
-    @property
-    def latent_channels(self) -> int:
-        return self.vae.config.latent_channels
+    latent_family = "sdxl"  # the preview's latent-to-RGB map (not a field)
 
     def denoiser(self):
         def net(x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, text_embeds: torch.Tensor,
@@ -111,21 +103,6 @@ class LatentDiffusionXL:
                   "time_ids": time_ids}
         return cond, uncond
 
-    def latent_shape(self, width: int, height: int) -> tuple[int, int, int]:
-        return latent_shape(self, width, height)
-
-    @torch.no_grad()
-    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
-        return encode_images(self.vae, images)
-
-    def preview(self, denoised: torch.Tensor) -> torch.Tensor:
-        """A cheap image of the sampler's current estimate, (B, 3, h, w) in [0, 1] at latent size."""
-        return latent_preview(denoised, "sdxl")
-
-    @torch.no_grad()
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Latents -> images in [0, 1], (B, 3, H, W) on the CPU."""
-        return decode_latents(self.vae, latents)
 
 
 def size_conditioning(width: int, height: int) -> torch.Tensor:
