@@ -180,4 +180,4 @@ def test_models_presets_jobs_docs_and_page(client):
     assert "swagger" in client.get("/docs").text.lower()
     page = client.get("/")
     assert page.status_code == 200 and "<title>DesignerBox</title>" in page.text
-    assert "EventSource" in client.get("/app.js").text
+    assert "text/event-stream" in client.get("/app.js").text  # job events read from a fetch stream (with the key)

@@ -1,8 +1,12 @@
-"""`designerbox serve`: the studio server (REST API, compatible APIs, web page) on one machine."""
+"""`designerbox serve`: the studio server (REST API, compatible APIs, web page) on one machine;
+`designerbox users` and `designerbox keys`: its users and API keys (home/users.sqlite)."""
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
+import json
+import sys
 
 
 class ServeError(ValueError):
@@ -10,29 +14,107 @@ class ServeError(ValueError):
 
 
 def add_parser(sub) -> None:
+    """The `serve`, `users` and `keys` commands."""
     s = sub.add_parser("serve", help="the studio server: REST API under /api/v1, web page at /, docs at /docs")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback only until API keys exist)")
     s.add_argument("--port", type=int, default=7860)
     s.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     s.set_defaults(func=cmd_serve)
 
+    u = sub.add_parser("users", help="the server's users (add, list)")
+    usub = u.add_subparsers(dest="action", required=True)
+    ua = usub.add_parser("add", help="add a user (role user; --admin: sees and manages everything)")
+    ua.add_argument("name")
+    ua.add_argument("--admin", action="store_true")
+    ua.add_argument("--max-concurrent", type=int, help="queued + running jobs at once (default: the server's)")
+    ua.add_argument("--jobs-per-minute", type=int, help="jobs submitted a minute (default: the server's)")
+    ul = usub.add_parser("list", help="users, their roles, quotas and live keys")
+    ul.add_argument("--json", action="store_true")
+    u.set_defaults(func=cmd_users)
 
-def check_host(host: str) -> None:
-    """Without users and keys anyone who reaches the port can use and delete everything: loopback only."""
+    k = sub.add_parser("keys", help="API keys (create: printed once; revoke; list)")
+    ksub = k.add_subparsers(dest="action", required=True)
+    kc = ksub.add_parser("create", help="a new key for a user, printed once (only its hash is kept)")
+    kc.add_argument("user")
+    kr = ksub.add_parser("revoke", help="revoke a key by its id (the 12 hex after 'dbx_')")
+    kr.add_argument("id")
+    kl = ksub.add_parser("list", help="keys: ids, owners, when created and revoked")
+    kl.add_argument("--user")
+    k.set_defaults(func=cmd_keys)
+
+
+def is_loopback(host: str) -> bool:
     if host == "localhost":
-        return
+        return True
     try:
-        loopback = ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host).is_loopback
     except ValueError:
         raise ServeError(f"--host must be an IP address or 'localhost', not {host!r}") from None
-    if not loopback:
-        raise ServeError(f"refusing to listen on {host}: this server has no users or API keys yet, so anyone who "
-                         "can reach it could generate, read and delete images; use 127.0.0.1 (or ::1) and put an "
-                         "authenticating reverse proxy in front of it for other machines")
+
+
+def check_host(host: str, has_keys: bool = False) -> None:
+    """Without API keys anyone who reaches the port can use and delete everything: loopback only."""
+    if not is_loopback(host) and not has_keys:
+        raise ServeError(f"refusing to listen on {host}: this server has no API keys yet, so anyone who can reach it "
+                         "could generate, read and delete images; create a user and a key first "
+                         "(designerbox users add NAME --admin; designerbox keys create NAME), or use 127.0.0.1")
+
+
+def _users(settings):
+    from designerbox.store.users import UserStore
+
+    return UserStore(settings.home / "users.sqlite")
+
+
+def cmd_users(args) -> int:
+    from designerbox.settings import Settings
+
+    store = _users(Settings.from_env())
+    if args.action == "add":
+        user = store.add_user(args.name, "admin" if args.admin else "user", args.max_concurrent, args.jobs_per_minute)
+        print(f"added {user.role} {user.name!r}; create a key with: designerbox keys create {user.name}")
+        return 0
+    keys = store.keys()
+    rows = [dict(u.public(), keys=[k["id"] for k in keys if k["user"] == u.name and not k["revoked_at"]])
+            for u in store.users()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        print("no users: the server runs in single-user mode on loopback (designerbox users add NAME --admin)")
+    for r in [] if args.json else rows:
+        quota = lambda v: "default" if v is None else "no limit" if v == 0 else str(v)  # noqa: E731
+        print(f"{r['name']:<20} {r['role']:<6} concurrent {quota(r['max_concurrent'])}, per minute "
+              f"{quota(r['jobs_per_minute'])}, live keys: {', '.join(r['keys']) or 'none'}")
+    return 0
+
+
+def cmd_keys(args) -> int:
+    from designerbox.settings import Settings
+
+    store = _users(Settings.from_env())
+    if args.action == "create":
+        key, row = store.create_key(args.user)
+        print(key)
+        print(f"key {row['id']} for {row['user']!r}: shown this once, keep it (only its hash is stored); "
+              "send it as 'Authorization: Bearer <key>'", file=sys.stderr)
+    elif args.action == "revoke":
+        row = store.revoke_key(args.id)
+        print(f"key {row['id']} of {row['user']!r} revoked at {row['revoked_at']}")
+    else:
+        for row in store.keys(args.user):
+            print(f"{row['id']}  {row['user']:<20} created {row['created_at']}"
+                  + (f"  revoked {row['revoked_at']}" if row["revoked_at"] else ""))
+    return 0
 
 
 def cmd_serve(args) -> int:
-    check_host(args.host)
+    from designerbox.settings import Settings
+
+    settings = Settings.from_env()
+    loopback = is_loopback(args.host)
+    if not loopback:
+        check_host(args.host, _users(settings).has_keys())
+        settings = dataclasses.replace(settings, require_keys=True)  # even if every key is revoked later
     if not 0 < args.port < 65536:
         raise ServeError(f"--port must be between 1 and 65535, not {args.port}")
     try:
@@ -42,7 +124,5 @@ def cmd_serve(args) -> int:
     except ImportError as err:
         raise ServeError(f"the server needs the 'server' extra ({err.name} is missing): "
                          "pip install 'designerbox[server]'") from None
-    from designerbox.settings import Settings
-
-    uvicorn.run(create_app(Settings.from_env()), host=args.host, port=args.port, log_level=args.log_level)
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
     return 0

@@ -4,7 +4,8 @@ by Server-Sent Events streams, plus the cancel flags the sampler callback checks
 Events: queued, started, progress (per sampling step, with a small preview PNG where the network
 works in pixels), finished, failed, cancelled, requeued. The durable state is the queue's row;
 this log only lives as long as the process, keeps the last `keep` jobs, and drops a job's
-previews but the last when it ends.
+previews but the last when it ends. Listeners (the webhook sender) are told when a job ends,
+after the event is logged and outside the log's lock; they must not block.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from typing import Callable
 
 TERMINAL = ("finished", "failed", "cancelled")
 
@@ -23,6 +25,7 @@ class EventLog:
         self._cancel: set[str] = set()
         self._lock = threading.Lock()
         self.wakeup = threading.Event()  # set when a job is queued, so idle workers look at once
+        self.listeners: list[Callable[[str, str], None]] = []  # (job id, terminal event kind)
 
     def publish(self, job_id: str, kind: str, **data) -> None:
         with self._lock:
@@ -36,6 +39,9 @@ class EventLog:
             log.append({"event": kind, "job": job_id, "time": round(time.time(), 3), **data})
             while len(self._events) > self.keep:
                 self._events.popitem(last=False)
+        if kind in TERMINAL:
+            for listener in self.listeners:
+                listener(job_id, kind)
 
     def since(self, job_id: str, index: int) -> list[dict]:
         with self._lock:

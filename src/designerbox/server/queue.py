@@ -11,6 +11,10 @@ Choosing the next job: the highest priority first; within it, the user served le
 A worker is named "host:pid:token"; a running job whose worker's process is gone is re-queued by
 `requeue_orphans()` when a server starts. The request is stored with its seed already fixed, so a
 job that runs again draws the same images.
+
+A job may carry a callback URL (webhooks.py): callback_state is "pending" until the POST is
+delivered or given up ("delivered", "failed"), so a server that stops in between sends it at start.
+A queue file from before callbacks existed gets their columns in place.
 """
 
 from __future__ import annotations
@@ -26,10 +30,13 @@ from sqlalchemy import JSON, Boolean, DateTime, Integer, String, Text, create_en
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from designerbox.jobs.schema import GenerationRequest
+from designerbox.store.gallery import LOCAL_USER
+from designerbox.store.sqlite import add_missing_columns
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINAL_STATES = ("succeeded", "failed", "cancelled")
-LOCAL_USER = "local"  # single-user mode until users and keys exist; the column is there for them
+CALLBACK_COLUMNS = {"callback_url": "VARCHAR(2048)", "callback_state": "VARCHAR(16)",
+                    "callback_attempts": "INTEGER NOT NULL DEFAULT 0", "callback_error": "TEXT"}
 
 
 class Base(DeclarativeBase):
@@ -58,16 +65,26 @@ class JobRow(Base):
     images: Mapped[list] = mapped_column(JSON, default=list)            # [{"id", "sha256", "path"}]
     stored: Mapped[bool] = mapped_column(Boolean, default=False)        # gallery rows written for images
     retry_of: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    callback_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    callback_state: Mapped[str | None] = mapped_column(String(16), nullable=True)  # pending, delivered, failed
+    callback_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    callback_error: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     def public(self) -> dict:
-        return {"id": self.id, "state": self.state, "user": self.user, "priority": self.priority,
+        """As the API shows it: a succeeded job whose gallery rows are not all written yet is still "running"
+        (for a moment; or until the next start repairs it), so a client never sees an image id it cannot fetch."""
+        state = "running" if self.state == "succeeded" and not self.stored else self.state
+        return {"id": self.id, "state": state, "user": self.user, "priority": self.priority,
                 "source": self.source, "request": self.request,
                 "progress": {"step": self.step, "total": self.total_steps,
                              "fraction": _fraction(self.state, self.step, self.total_steps)},
                 "created_at": _iso(self.created_at), "started_at": _iso(self.started_at),
                 "finished_at": _iso(self.finished_at), "attempts": self.attempts, "device": self.device,
                 "cancel_requested": self.cancel_requested, "error": self.error,
-                "images": [img["id"] for img in self.images or []], "retry_of": self.retry_of}
+                "images": [img["id"] for img in self.images or []], "retry_of": self.retry_of,
+                "callback": None if self.callback_url is None else {
+                    "url": self.callback_url, "state": self.callback_state, "attempts": self.callback_attempts,
+                    "error": self.callback_error}}
 
 
 def _fraction(state: str, step: int, total: int | None) -> float:
@@ -115,17 +132,19 @@ class JobQueue:
         self.engine = create_engine(f"sqlite:///{self.path}", connect_args={"timeout": 30})
         event.listen(self.engine, "connect", _sqlite_pragmas)
         Base.metadata.create_all(self.engine)
+        add_missing_columns(self.engine, "jobs", CALLBACK_COLUMNS)
 
     # -- submitting and reading ---------------------------------------------------------------
     def submit(self, request: GenerationRequest, *, user: str = LOCAL_USER, priority: int = 0, source: str = "api",
-               retry_of: str | None = None) -> JobRow:
+               retry_of: str | None = None, callback_url: str | None = None) -> JobRow:
         """Store a queued job. The seed is fixed here so a re-run (after a crash) draws the same images."""
         data = request.model_dump(exclude_unset=True, mode="json")
         if request.seed is None:
             data["seed"] = secrets.randbelow(2**32)
         row = JobRow(id=secrets.token_hex(8), user=user, priority=priority, state="queued", request=data,
                      source=source, created_at=_now(), attempts=0, step=0, cancel_requested=False, images=[],
-                     stored=False, retry_of=retry_of)
+                     stored=False, retry_of=retry_of, callback_url=callback_url,
+                     callback_state="pending" if callback_url else None, callback_attempts=0)
         with Session(self.engine, expire_on_commit=False) as s:
             s.add(row)
             s.commit()
@@ -146,6 +165,18 @@ class JobQueue:
             q = q.where(JobRow.user == user)
         with Session(self.engine) as s:
             return list(s.scalars(q).all())
+
+    def active(self, user: str) -> int:
+        """How many of the user's jobs are queued or running (the concurrent-jobs quota)."""
+        with Session(self.engine) as s:
+            return s.scalar(select(func.count()).select_from(JobRow).where(
+                JobRow.user == user, JobRow.state.in_(("queued", "running"))))
+
+    def submitted_since(self, user: str, since: datetime) -> list[datetime]:
+        """When the user's jobs submitted after `since` (naive UTC) were created, oldest first."""
+        with Session(self.engine) as s:
+            return list(s.scalars(select(JobRow.created_at).where(JobRow.user == user, JobRow.created_at >= since)
+                                  .order_by(JobRow.created_at)).all())
 
     def position(self, job_id: str) -> int | None:
         """How many queued jobs were submitted before this queued one (a rough place in line)."""
@@ -235,7 +266,7 @@ class JobQueue:
         if row.state not in ("failed", "cancelled"):
             raise JobStateError(f"job {job_id} is {row.state}; only failed or cancelled jobs can be retried")
         return self.submit(GenerationRequest(**row.request), user=row.user, priority=row.priority,
-                           source=row.source, retry_of=row.id)
+                           source=row.source, retry_of=row.id, callback_url=row.callback_url)
 
     # -- at startup ---------------------------------------------------------------------------------
     def requeue_orphans(self) -> list[str]:
@@ -256,6 +287,19 @@ class JobQueue:
                     ids.append(row.id)
             s.commit()
         return ids
+
+    def callback_result(self, job_id: str, state: str, attempts: int, error: str | None = None) -> None:
+        """Record a callback's delivery: state "pending" (will be tried again), "delivered" or "failed"."""
+        with Session(self.engine) as s:
+            s.execute(update(JobRow).where(JobRow.id == job_id).values(
+                callback_state=state, callback_attempts=attempts, callback_error=error))
+            s.commit()
+
+    def pending_callbacks(self) -> list[str]:
+        """Finished jobs whose callback is not yet delivered nor given up (the process stopped in between)."""
+        with Session(self.engine) as s:
+            return list(s.scalars(select(JobRow.id).where(JobRow.callback_state == "pending",
+                                                          JobRow.state.in_(FINAL_STATES))).all())
 
     def unstored(self) -> list[JobRow]:
         """Succeeded jobs whose images are not yet all in the gallery (the process died in between)."""

@@ -30,6 +30,7 @@ class JobPublic(BaseModel):
     images: list[str]          # gallery ids; GET /api/v1/images/{id}.png
     image_urls: list[str] = []
     retry_of: str | None
+    callback: dict | None = None  # {"url", "state": pending|delivered|failed, "attempts", "error"}
 
 
 class JobList(BaseModel):
@@ -43,6 +44,7 @@ class ImagePublic(BaseModel):
     prompt: str
     seed: int
     size: str
+    owner: str
     url: str
     record: dict | None = None  # what made it: only when one image is asked for
 

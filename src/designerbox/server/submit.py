@@ -1,18 +1,39 @@
-"""Check a request against what is installed, then queue it: every front door (REST, OpenAI,
-A1111, web page) comes through here, so a bad request is refused before it is queued."""
+"""Check a request against what is installed and the user's quotas, then queue it: every front
+door (REST, OpenAI, A1111, web page, retry) comes through here, so a bad request is refused before
+it is queued.
+
+Quotas (role "user" only; admins have none): at most `max_concurrent` queued + running jobs and
+`jobs_per_minute` jobs submitted in any 60 s, each the user's own value or else the server's
+default (Settings.quota_concurrent, quota_per_minute; 0: no limit). Over either: QuotaExceeded, a
+429 with Retry-After. The check and the insert hold one lock, so concurrent requests of one user
+cannot slip past a limit together within this process.
+
+Images in a request (init_image, mask_image) must be data URLs here: a file path would let a caller
+read files on the server (another user's gallery, say). Over Settings.max_image_bytes decoded they
+are refused with a 413 before decoding; the rest are read once here (over 100 megapixels refused
+from the header), so a broken or huge image is a clear error at submit, not a failed job.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import math
+import threading
 import time
+from datetime import datetime, timedelta, timezone
 
 from designerbox.jobs.generate import RequestError, resolve
 from designerbox.jobs.schema import GenerationRequest
 from designerbox.presets import UnknownPresetError
 from designerbox.registry.discovery import UnknownModelError
 from designerbox.server.events import EventLog
-from designerbox.server.queue import FINAL_STATES, LOCAL_USER, JobQueue, JobRow
+from designerbox.server.queue import FINAL_STATES, JobQueue, JobRow
+from designerbox.server.webhooks import CallbackURLError, check_callback_url
+from designerbox.store.gallery import LOCAL_USER
+from designerbox.store.users import User
 from designerbox.studio import Studio
+
+_quota_lock = threading.Lock()
 
 
 class InvalidRequest(ValueError):
@@ -21,6 +42,25 @@ class InvalidRequest(ValueError):
     def __init__(self, message: str, field: str | None = None):
         super().__init__(message)
         self.field = field
+
+
+IMAGE_FIELDS = ("init_image", "mask_image")
+
+
+class ImageTooLarge(Exception):
+    """An uploaded image over the server's limit: a 413."""
+
+    def __init__(self, message: str, field: str):
+        super().__init__(message)
+        self.field = field
+
+
+class QuotaExceeded(Exception):
+    """A user over a quota: a 429 with Retry-After (seconds)."""
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 def text_to_image_models(studio: Studio) -> list[str]:
@@ -32,8 +72,31 @@ def unknown_model(studio: Studio, model_id: str | None, field: str = "model") ->
                           f"{', '.join(text_to_image_models(studio))}", field)
 
 
+def check_images(studio: Studio, request: GenerationRequest) -> None:
+    """Uploaded images: data URLs only, within the byte limit, readable (header and pixels)."""
+    from designerbox.jobs.generate import read_input_image
+
+    limit = studio.settings.max_image_bytes
+    for field in IMAGE_FIELDS:
+        value = getattr(request, field, None)
+        if value is None:
+            continue
+        if not value.startswith("data:"):
+            raise InvalidRequest(f"{field}: the server takes images as data URLs (data:image/png;base64,...), "
+                                 "not file paths (a path would be read on the server, not on your machine)", field)
+        size = len(value.partition(",")[2]) * 3 // 4
+        if limit and size > limit:
+            raise ImageTooLarge(f"{field} is about {size} bytes, over this server's limit of {limit} bytes per "
+                                "image (DESIGNERBOX_MAX_IMAGE_BYTES)", field)
+        try:
+            read_input_image(value, field)
+        except RequestError as err:
+            raise InvalidRequest(str(err), field) from None
+
+
 def check(studio: Studio, request: GenerationRequest) -> None:
     """Raise InvalidRequest naming the problem and the valid choices; loads no model."""
+    check_images(studio, request)
     try:
         manifest = studio.registry.get(request.model)
     except UnknownModelError as err:
@@ -49,11 +112,47 @@ def check(studio: Studio, request: GenerationRequest) -> None:
                                  f"{', '.join(upscalers) or 'none'}, or 'none'", "upscaler")
 
 
+def check_quota(studio: Studio, queue: JobQueue, user: User) -> None:
+    if user.is_admin:
+        return
+    settings = studio.settings
+    concurrent = settings.quota_concurrent if user.max_concurrent is None else user.max_concurrent
+    per_minute = settings.quota_per_minute if user.jobs_per_minute is None else user.jobs_per_minute
+    if concurrent and (active := queue.active(user.name)) >= concurrent:
+        raise QuotaExceeded(f"user {user.name!r} has {active} jobs queued or running, the most allowed at once "
+                            f"({concurrent}); wait for one to finish or cancel one", retry_after=5)
+    if per_minute:
+        now = datetime.now(timezone.utc).replace(tzinfo=None)  # the queue keeps naive UTC
+        recent = queue.submitted_since(user.name, now - timedelta(seconds=60))
+        if len(recent) >= per_minute:
+            wait = (recent[len(recent) - per_minute] + timedelta(seconds=60) - now).total_seconds()
+            raise QuotaExceeded(f"user {user.name!r} has submitted {len(recent)} jobs in the last minute, the most "
+                                f"allowed ({per_minute} a minute)", retry_after=max(1, math.ceil(wait)))
+
+
 def submit(studio: Studio, queue: JobQueue, events: EventLog, request: GenerationRequest, *, source: str = "api",
-           priority: int = 0, user: str = LOCAL_USER) -> JobRow:
+           priority: int = 0, user: User | None = None, callback_url: str | None = None) -> JobRow:
     check(studio, request)
-    row = queue.submit(request, user=user, priority=priority, source=source)
+    if callback_url is not None:
+        try:
+            check_callback_url(callback_url, studio.settings.webhook_hosts)
+        except CallbackURLError as err:
+            raise InvalidRequest(str(err), "callback_url") from None
+    user = user or User(LOCAL_USER, "admin")
+    with _quota_lock:
+        check_quota(studio, queue, user)
+        row = queue.submit(request, user=user.name, priority=priority, source=source, callback_url=callback_url)
     events.publish(row.id, "queued", priority=priority)
+    events.wakeup.set()
+    return row
+
+
+def retry(studio: Studio, queue: JobQueue, events: EventLog, job_id: str, user: User) -> JobRow:
+    """A failed or cancelled job again (a new job, same request and seed), within the owner's quotas."""
+    with _quota_lock:
+        check_quota(studio, queue, user)
+        row = queue.retry(job_id)
+    events.publish(row.id, "queued", priority=row.priority, retry_of=job_id)
     events.wakeup.set()
     return row
 
@@ -63,7 +162,7 @@ async def wait(queue: JobQueue, job_id: str, timeout: float = 600.0, poll: float
     deadline = time.monotonic() + timeout
     while True:
         row = await asyncio.to_thread(queue.get, job_id)
-        if row.state in FINAL_STATES:
+        if row.state in FINAL_STATES and (row.state != "succeeded" or row.stored):  # images in the gallery
             return row
         if time.monotonic() > deadline:
             raise TimeoutError(f"job {job_id} did not finish within {timeout:.0f} s; it is still {row.state}")

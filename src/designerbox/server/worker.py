@@ -149,7 +149,7 @@ class Worker:
             log.warning("job %s was taken from this worker before it finished; its result is dropped", job.id)
             return
         for img in images:
-            gallery.add(img.png, img.record)
+            gallery.add(img.png, img.record, owner=job.user)
         self.queue.mark_stored(job.id)
         self.events.publish(job.id, "finished", images=[r["id"] for r in refs])
 
@@ -161,7 +161,7 @@ def store_unfinished(queue: JobQueue, gallery: Gallery) -> list[str]:
     for job in queue.unstored():
         for ref in job.images:
             path = gallery.root / ref["path"]
-            gallery.add(path.read_bytes(), read_record(path))
+            gallery.add(path.read_bytes(), read_record(path), owner=job.user)
         queue.mark_stored(job.id)
         done.append(job.id)
     return done

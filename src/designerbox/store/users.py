@@ -143,6 +143,8 @@ class UserStore:
         if "role" in values:
             _check_role(values["role"])
         _check_limits(values.get("max_concurrent"), values.get("jobs_per_minute"))
+        if not values:
+            return self.get_user(name)
         with Session(self.engine) as s:
             s.execute(update(UserRow).where(UserRow.name == name).values(**values))
             s.commit()

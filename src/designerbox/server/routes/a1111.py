@@ -9,6 +9,11 @@
 A1111 clients send every option every time (steps, sampler, cfg scale...): for a GAN those
 sampling options are left out, since a GAN has none (the info says so). Options we cannot honour
 when turned on (hires fix, face restoration, tiling, scripts) are refused with a 422.
+
+Where the server needs API keys, send `Authorization: Bearer <key>` as with the other APIs (A1111
+itself uses HTTP basic auth; webuiapi clients set `api.session.headers["Authorization"]`). Each
+user has their own sd_model_checkpoint option, /progress shows and /interrupt stops only their own
+running job (an admin's: anyone's).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from designerbox.jobs.generate import DIFFUSION_ONLY
 from designerbox.jobs.schema import GenerationRequest
 from designerbox.registry.discovery import UnknownModelError
 from designerbox.registry.manifest import ModelManifest
-from designerbox.server.deps import EventsDep, QueueDep, StudioDep
+from designerbox.server.deps import CurrentUser, EventsDep, QueueDep, StudioDep, owner_filter
 from designerbox.server.queue import JobStateError
 from designerbox.server.submit import InvalidRequest, submit, unknown_model, wait
 from designerbox.store.png_metadata import A1111_SAMPLERS, A1111_SCHEDULES, infotext
@@ -123,8 +128,10 @@ def to_request(body: Txt2ImgRequest, manifest: ModelManifest) -> GenerationReque
 
 
 @router.post("/txt2img", summary="A1111: text to image (waits for the images)")
-async def txt2img(body: Txt2ImgRequest, request: Request, studio: StudioDep, queue: QueueDep, events: EventsDep):
-    chosen = _model_id(body.override_settings.get("sd_model_checkpoint")) or request.app.state.a1111_checkpoint
+async def txt2img(body: Txt2ImgRequest, request: Request, studio: StudioDep, queue: QueueDep, events: EventsDep,
+                  user: CurrentUser):
+    chosen = (_model_id(body.override_settings.get("sd_model_checkpoint"))
+              or request.app.state.a1111_checkpoint.get(user.name))
     try:
         manifest = studio.registry.get(chosen)
     except UnknownModelError:
@@ -135,7 +142,7 @@ async def txt2img(body: Txt2ImgRequest, request: Request, studio: StudioDep, que
         e = err.errors()[0]
         raise InvalidRequest(f"{'.'.join(map(str, e['loc'])) or 'request'}: "
                              f"{e['msg'].removeprefix('Value error, ')}") from None
-    row = submit(studio, queue, events, req, source="a1111")
+    row = submit(studio, queue, events, req, source="a1111", user=user)
     row = await wait(queue, row.id)
     if row.state != "succeeded":
         raise InvalidRequest(f"the job {row.id} {row.state}: {row.error or ''}".strip())
@@ -157,18 +164,18 @@ async def txt2img(body: Txt2ImgRequest, request: Request, studio: StudioDep, que
 
 
 @router.get("/sd-models", summary="A1111: text-to-image models")
-def sd_models(studio: StudioDep) -> list[dict]:
+def sd_models(studio: StudioDep, user: CurrentUser) -> list[dict]:
     return [{"title": _title(m), "model_name": m.id, "hash": m.short_hash or None, "sha256": m.weights_sha256 or None,
              "filename": str(m.folder), "config": None} for m in studio.registry.list() if _text_to_image(m)]
 
 
 @router.get("/options", summary="A1111: options (only sd_model_checkpoint is kept)")
-def get_options(request: Request, studio: StudioDep) -> dict:
-    return {"sd_model_checkpoint": _title(studio.registry.get(request.app.state.a1111_checkpoint))}
+def get_options(request: Request, studio: StudioDep, user: CurrentUser) -> dict:
+    return {"sd_model_checkpoint": _title(studio.registry.get(request.app.state.a1111_checkpoint.get(user.name)))}
 
 
 @router.post("/options", summary="A1111: set sd_model_checkpoint, the model for requests that name none")
-def set_options(body: dict, request: Request, studio: StudioDep) -> dict:
+def set_options(body: dict, request: Request, studio: StudioDep, user: CurrentUser) -> dict:
     unknown = sorted(set(body) - {"sd_model_checkpoint"})
     if unknown:
         raise InvalidRequest(f"options {unknown} cannot be set here; only sd_model_checkpoint", unknown[0])
@@ -177,30 +184,30 @@ def set_options(body: dict, request: Request, studio: StudioDep) -> dict:
         if not _text_to_image(m):
             raise InvalidRequest(f"model {m.id!r} is a {m.kind} model, not a text-to-image model",
                                  "sd_model_checkpoint")
-        request.app.state.a1111_checkpoint = m.id
+        request.app.state.a1111_checkpoint[user.name] = m.id
     return {}
 
 
 @router.get("/samplers", summary="A1111: samplers")
-def samplers() -> list[dict]:
+def samplers(user: CurrentUser) -> list[dict]:
     return [{"name": label, "aliases": [sid], "options": {}} for sid, label in A1111_SAMPLERS.items()]
 
 
 @router.get("/schedulers", summary="A1111: schedulers")
-def schedulers() -> list[dict]:
+def schedulers(user: CurrentUser) -> list[dict]:
     return [{"name": "automatic", "label": "Automatic", "aliases": None}] + [
         {"name": sid, "label": label, "aliases": None} for sid, label in A1111_SCHEDULES.items()]
 
 
 @router.get("/scripts", summary="A1111: scripts (none here)")
-def scripts() -> dict:
+def scripts(user: CurrentUser) -> dict:
     return {"txt2img": [], "img2img": []}
 
 
 @router.get("/progress", summary="A1111: progress of the running job, with a preview")
-def progress(queue: QueueDep, events: EventsDep, skip_current_image: bool = False) -> dict:
-    running = queue.list(state="running", limit=1)
-    waiting = len(queue.list(state="queued", limit=500))
+def progress(queue: QueueDep, events: EventsDep, user: CurrentUser, skip_current_image: bool = False) -> dict:
+    running = queue.list(state="running", user=owner_filter(user), limit=1)
+    waiting = len(queue.list(state="queued", user=owner_filter(user), limit=500))
     state = {"skipped": False, "interrupted": False, "job": "", "job_count": waiting + len(running),
              "job_timestamp": "0", "job_no": 0, "sampling_step": 0, "sampling_steps": 0}
     if not running:
@@ -220,8 +227,8 @@ def progress(queue: QueueDep, events: EventsDep, skip_current_image: bool = Fals
 
 
 @router.post("/interrupt", summary="A1111: stop the running job(s) at their next step")
-def interrupt(queue: QueueDep, events: EventsDep) -> dict:
-    for job in queue.list(state="running", limit=100):
+def interrupt(queue: QueueDep, events: EventsDep, user: CurrentUser) -> dict:
+    for job in queue.list(state="running", user=owner_filter(user), limit=100):
         events.request_cancel(job.id)
         try:
             queue.cancel(job.id)

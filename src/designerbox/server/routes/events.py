@@ -17,7 +17,7 @@ import time
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from designerbox.server.deps import EventsDep, QueueDep
+from designerbox.server.deps import CurrentUser, EventsDep, QueueDep, owned_job
 from designerbox.server.events import TERMINAL
 from designerbox.server.queue import FINAL_STATES, JobRow
 
@@ -47,8 +47,9 @@ def _from_row(row: JobRow) -> dict:
 @router.get("/{job_id}/events", summary="Server-Sent Events: queued, started, progress (with previews), "
             "finished / failed / cancelled", response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {}}}})
-async def job_events(job_id: str, request: Request, queue: QueueDep, events: EventsDep) -> StreamingResponse:
-    row = await asyncio.to_thread(queue.get, job_id)  # 404 before the stream starts
+async def job_events(job_id: str, request: Request, queue: QueueDep, events: EventsDep,
+                     user: CurrentUser) -> StreamingResponse:
+    row = await asyncio.to_thread(owned_job, queue, job_id, user)  # 404 before the stream starts
 
     async def stream():
         sent, last_db, last_send = 0, time.monotonic(), time.monotonic()

@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from designerbox.jobs.schema import GenerationRequest
-from designerbox.server.deps import EventsDep, QueueDep, StudioDep
+from designerbox.server.deps import CurrentUser, EventsDep, QueueDep, StudioDep
 from designerbox.server.submit import InvalidRequest, submit, wait
 
 router = APIRouter(prefix="/v1/images", tags=["OpenAI compatible"])
@@ -44,9 +44,10 @@ class OpenAIImageRequest(BaseModel):
     stream: bool | None = None
 
 
-def openai_error(message: str, param: str | None = None, status: int = 400, kind: str = "invalid_request_error"):
+def openai_error(message: str, param: str | None = None, status: int = 400, kind: str = "invalid_request_error",
+                 headers: dict | None = None):
     return JSONResponse(status_code=status, content={"error": {"message": message, "type": kind, "param": param,
-                                                               "code": None}})
+                                                               "code": None}}, headers=headers)
 
 
 def error_response(err: RequestValidationError | ValidationError) -> JSONResponse:
@@ -70,7 +71,7 @@ def _size(text: str | None) -> tuple[int, int] | None:
 
 @router.post("/generations", summary="OpenAI Images API: create images (waits for them)")
 async def openai_generate(body: OpenAIImageRequest, request: Request, studio: StudioDep, queue: QueueDep,
-                          events: EventsDep):
+                          events: EventsDep, user: CurrentUser):
     if body.stream:
         return openai_error("streaming is not supported here; leave stream unset", "stream")
     if body.background == "transparent":
@@ -82,7 +83,7 @@ async def openai_generate(body: OpenAIImageRequest, request: Request, studio: St
         size = _size(body.size)
         options = {"width": size[0], "height": size[1]} if size else {}
         req = GenerationRequest(prompt=body.prompt, model=model, batch_size=body.n or 1, **options)
-        row = submit(studio, queue, events, req, source="openai")
+        row = submit(studio, queue, events, req, source="openai", user=user)
     except ValidationError as err:
         return error_response(err)
     except InvalidRequest as err:

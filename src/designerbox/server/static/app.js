@@ -1,16 +1,71 @@
 // The DesignerBox page: plain JavaScript over the REST API (/api/v1), no build step.
+// Where the server needs an API key, the key typed in the header is kept in localStorage and sent
+// as "Authorization: Bearer <key>" with every request: images and downloads are fetched with it
+// (as blob URLs) and job events are read from a fetch stream, since <img> and EventSource cannot
+// send headers.
 "use strict";
 
 const api = "/api/v1";
 const $ = (id) => document.getElementById(id);
+const KEY_ITEM = "designerbox-api-key";
 let models = {};          // id -> model (from GET /api/v1/models)
 let currentJob = null;    // the job the Generate panel follows
 
-async function getJSON(url, options) {
-  const response = await fetch(url, options);
+function authHeaders(headers = {}) {
+  const key = localStorage.getItem(KEY_ITEM);
+  return key ? { ...headers, Authorization: `Bearer ${key}` } : headers;
+}
+
+async function getJSON(url, options = {}) {
+  const response = await fetch(url, { ...options, headers: authHeaders(options.headers) });
   const body = await response.json().catch(() => ({}));
+  if (response.status === 401) throw new Error(`${errorText(body)}: paste an API key above`);
   if (!response.ok) throw new Error(errorText(body) || `${response.status} ${response.statusText}`);
   return body;
+}
+
+async function blobURL(url) {
+  const response = await fetch(url, { headers: authHeaders() });
+  if (!response.ok) throw new Error(`${response.status} ${response.statusText}`);
+  return URL.createObjectURL(await response.blob());
+}
+
+// Server-Sent Events over fetch (with the key): calls handlers[event](data) for each event
+async function readEvents(url, handlers, signal) {
+  const response = await fetch(url, { headers: authHeaders({ Accept: "text/event-stream" }), signal });
+  if (!response.ok) throw new Error(errorText(await response.json().catch(() => ({}))) || `${response.status}`);
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value;
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      let kind = "message", data = "";
+      for (const line of block.split("\n")) {
+        if (line.startsWith("event: ")) kind = line.slice(7);
+        else if (line.startsWith("data: ")) data += line.slice(6);
+      }
+      if (data && handlers[kind]) handlers[kind](JSON.parse(data));
+    }
+  }
+}
+
+// -- the API key ---------------------------------------------------------------------------------
+$("api-key").value = localStorage.getItem(KEY_ITEM) || "";
+$("key-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const key = $("api-key").value.trim();
+  if (key) localStorage.setItem(KEY_ITEM, key); else localStorage.removeItem(KEY_ITEM);
+  start();
+});
+
+async function showWho() {
+  const me = await getJSON(`${api}/me`);
+  $("whoami").textContent = me.keys_required ? `${me.name} (${me.role})` : "single-user mode";
 }
 
 function errorText(body) {
@@ -37,6 +92,11 @@ function showPanel(name) {
 
 // -- choices: models, styles, sizes ------------------------------------------------------------
 async function loadChoices() {
+  models = {};
+  for (const id of ["model", "style", "size", "gallery-model"]) {
+    const select = $(id);
+    while (select.options.length > (id === "model" ? 0 : 1)) select.remove(select.options.length - 1);
+  }
   const [modelList, presets] = await Promise.all([
     getJSON(`${api}/models?text_to_image=true`), getJSON(`${api}/presets`)]);
   for (const m of modelList.models) {
@@ -104,34 +164,31 @@ function follow(jobId) {
   $("cancel-button").hidden = false;
   $("progress").hidden = false;
   $("progress").value = 0;
-  const source = new EventSource(`${api}/jobs/${jobId}/events`);
   const done = () => {
-    source.close();
     currentJob = null;
     $("cancel-button").hidden = true;
     $("generate-button").disabled = false;
   };
-  source.addEventListener("started", () => setStatus("drawing..."));
-  source.addEventListener("progress", (e) => {
-    const d = JSON.parse(e.data);
-    $("progress").value = d.total ? d.step / d.total : 0;
-    setStatus(`step ${d.step} of ${d.total}`);
-    if (d.preview) {
-      $("preview").src = `data:image/png;base64,${d.preview}`;
-      $("preview").hidden = false;
-    }
-  });
-  source.addEventListener("finished", async (e) => {
-    const d = JSON.parse(e.data);
-    done();
-    $("progress").value = 1;
-    $("preview").hidden = true;
-    setStatus(`done: ${d.images.length} image(s)`);
-    for (const id of d.images) $("results").append(card(await getJSON(`${api}/images/${id}`)));
-  });
-  source.addEventListener("failed", (e) => { done(); setStatus(`failed: ${JSON.parse(e.data).error}`, true); });
-  source.addEventListener("cancelled", () => { done(); setStatus("cancelled"); });
-  source.onerror = () => { if (source.readyState === EventSource.CLOSED) done(); };
+  readEvents(`${api}/jobs/${jobId}/events`, {
+    started: () => setStatus("drawing..."),
+    progress: (d) => {
+      $("progress").value = d.total ? d.step / d.total : 0;
+      setStatus(`step ${d.step} of ${d.total}`);
+      if (d.preview) {
+        $("preview").src = `data:image/png;base64,${d.preview}`;
+        $("preview").hidden = false;
+      }
+    },
+    finished: async (d) => {
+      done();
+      $("progress").value = 1;
+      $("preview").hidden = true;
+      setStatus(`done: ${d.images.length} image(s)`);
+      for (const id of d.images) $("results").append(card(await getJSON(`${api}/images/${id}`)));
+    },
+    failed: (d) => { done(); setStatus(`failed: ${d.error}`, true); },
+    cancelled: () => { done(); setStatus("cancelled"); },
+  }).catch((err) => { done(); setStatus(err.message, true); });
 }
 
 // -- gallery -----------------------------------------------------------------------------------
@@ -140,8 +197,8 @@ function card(image) {
   div.className = "card";
   div.dataset.id = image.id;
   const img = document.createElement("img");
-  img.src = image.url;
   img.alt = image.prompt;
+  blobURL(image.url).then((url) => { img.src = url; }, (err) => { img.alt = err.message; });
   const prompt = document.createElement("p");
   prompt.className = "prompt";
   prompt.textContent = `${image.prompt} (${image.model}, seed ${image.seed}, ${image.size})`;
@@ -152,7 +209,14 @@ function card(image) {
   reuse.addEventListener("click", () => reuseSettings(image.id));
   const download = document.createElement("a");
   download.textContent = "Download";
-  download.href = `${image.url}?download=true`;
+  download.href = "#";
+  download.addEventListener("click", async (event) => {
+    if (download.download) return;  // the second, synthetic click below: let the browser save the blob
+    event.preventDefault();
+    download.href = await blobURL(`${image.url}?download=true`);
+    download.download = `${image.id}-${image.seed}.png`;
+    download.click();
+  });
   const remove = document.createElement("button");
   remove.textContent = "Delete";
   remove.addEventListener("click", async () => {
@@ -196,4 +260,9 @@ async function loadGallery() {
 }
 $("gallery-form").addEventListener("submit", (e) => { e.preventDefault(); loadGallery(); });
 
-loadChoices().catch((err) => setStatus(`could not load models: ${err.message}`, true));
+function start() {
+  setStatus("");
+  showWho().catch(() => { $("whoami").textContent = ""; });
+  loadChoices().catch((err) => setStatus(`could not load models: ${err.message}`, true));
+}
+start();
