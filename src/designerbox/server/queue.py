@@ -161,6 +161,8 @@ class JobQueue:
         q = select(JobRow).order_by(JobRow.created_at.desc()).limit(limit)
         if state is not None:
             q = q.where(JobRow.state == state)
+        if state == "succeeded":  # as public() shows it: succeeded once its gallery rows exist
+            q = q.where(JobRow.stored.is_(True))
         if user is not None:
             q = q.where(JobRow.user == user)
         with Session(self.engine) as s:
