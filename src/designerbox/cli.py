@@ -115,9 +115,10 @@ def cmd_models(args) -> int:
 
         folder, report = add_checkpoint(Path(args.path), settings.home, settings.home / "cache", model_id=args.id,
                                         family=args.family, config=Path(args.config) if args.config else None,
-                                        force=args.force)
+                                        force=args.force, prediction=args.prediction)
         print(json.dumps(report, indent=2) if args.json else
-              f"added {report['id']} ({report['family']}, hash {report['hash']}) in {folder}")
+              f"added {report['id']} ({report['family']}, {report['prediction']}-prediction, hash {report['hash']}) "
+              f"in {folder}" + (f"\nnote: {report['note']}" if report["note"] else ""))
         return 0
     reg = Registry(settings.home)
     if args.action == "list":
@@ -437,6 +438,9 @@ def build_parser() -> argparse.ArgumentParser:
     ma.add_argument("--id", help="model id (default: from the file name)")
     ma.add_argument("--family", help="what the file should be (e.g. sd15); checked against its tensors")
     ma.add_argument("--config", help="a diffusers-format config folder for a single file of another architecture")
+    ma.add_argument("--prediction", choices=["eps", "v"],
+                    help="what a single file's UNet predicts: eps (SD 1.x, SD 2.x-base 512, SDXL) or v (SD 2.x-768); "
+                         "default: an A1111 NAME.yaml beside the file, else v for SD 2.x and eps otherwise")
     ma.add_argument("--force", action="store_true", help="replace a model with the same id")
     ma.add_argument("--json", action="store_true")
     m.set_defaults(func=cmd_models)

@@ -213,7 +213,7 @@ def apply_lora_tags(model, prompt: str, home: Path | None) -> tuple[str, list[di
     clean, tags = parse_lora_tags(prompt)
     if not isinstance(model, (LatentDiffusion, LatentDiffusionXL)):
         if tags:
-            raise RequestError(f"<lora:...> tags work with Stable Diffusion models (sd15, sdxl); this model "
+            raise RequestError(f"<lora:...> tags work with Stable Diffusion models (sd15, sd2, sdxl); this model "
                                f"draws without them. Remove {', '.join(f'<lora:{n}>' for n, _ in tags)}")
         return None
     if tags and home is None:

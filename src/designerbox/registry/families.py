@@ -6,7 +6,9 @@ model_index.json (or, without one, by its text_encoder_2/ and tokenizer_2/ subfo
 
   sd15         model.diffusion_model.* + cond_stage_model.transformer.* (CLIP ViT-L/14, eps)
   sd2          model.diffusion_model.* + cond_stage_model.model.* (OpenCLIP ViT-H/14); a single file does
-               not say its parameterisation: 768-px (v) is assumed, as for SD 2.0/2.1-768
+               not say its parameterisation (eps for SD 2.x-base at 512 px, v for SD 2.0/2.1-768):
+               registry.user_checkpoints takes it from the user, an A1111 .yaml beside the file, or
+               assumes v; a diffusers folder's scheduler config says it
   sdxl         model.diffusion_model.* + conditioner.embedders.0.transformer.* (CLIP ViT-L/14) +
                conditioner.embedders.1.model.* (OpenCLIP ViT-bigG/14); the UNet's size and crop
                embedding (model.diffusion_model.label_emb.*) is checked when the file is loaded
@@ -38,7 +40,7 @@ FAMILIES = {
     "sd15": Family("sd15", "Stable Diffusion 1.x", "eps", 512),
     "sd2": Family("sd2", "Stable Diffusion 2.x", "v", 768,
                   "a single SD 2.x file does not record its parameterisation: v-prediction at 768 px is assumed "
-                  "(SD 2.0/2.1-768); a 512-px eps model (SD 2.x-base) needs its diffusers folder"),
+                  "(SD 2.0/2.1-768); for a 512-px eps model (SD 2.x-base) add it with --prediction eps"),
     "sdxl": Family("sdxl", "Stable Diffusion XL base", "eps", 1024),
     "sdxl-refiner": Family("sdxl-refiner", "Stable Diffusion XL refiner", "eps", 1024),
     "sd3": Family("sd3", "Stable Diffusion 3", "flow", 1024),
@@ -49,6 +51,11 @@ FAMILIES = {
 PIPELINE_FAMILIES = {"StableDiffusionPipeline": "sd15", "StableDiffusionXLPipeline": "sdxl",
                      "StableDiffusionXLImg2ImgPipeline": "sdxl-refiner", "StableDiffusion3Pipeline": "sd3",
                      "FluxPipeline": "flux-dev"}
+
+
+def sd2_family(prediction: str, note: str = "") -> Family:
+    """SD 2.x with a known parameterisation: v at 768 px (SD 2.0/2.1-768), eps at 512 px (SD 2.x-base)."""
+    return Family("sd2", FAMILIES["sd2"].name, prediction, 768 if prediction == "v" else 512, note)
 
 
 class UnknownFamilyError(ModelFileError):
@@ -116,14 +123,14 @@ def detect_folder(folder: Path) -> Family:
     if family.id in ("sdxl", "sdxl-refiner"):
         listed = {k for k, v in model_index.items() if isinstance(v, list) and v[0] is not None}
         return _sdxl_from_components(listed)
-    if family.id == "sd15":  # SD 1.x and 2.x share the pipeline class: the text encoder tells them apart
+    if family.id == "sd15":  # SD 1.x and 2.x share the pipeline class: the text encoder tells them apart,
+        # OpenCLIP ViT-H/14 (1024 wide, gelu) against OpenAI's CLIP ViT-L/14 (768, quick_gelu)
         te = folder / "text_encoder" / "config.json"
-        hidden = json.loads(te.read_text()).get("hidden_size") if te.is_file() else None
-        if hidden == 1024:
+        te_config = json.loads(te.read_text()) if te.is_file() else {}
+        if te_config.get("hidden_size") == 1024 or te_config.get("hidden_act") == "gelu":
             sched = folder / "scheduler" / "scheduler_config.json"
             pred = json.loads(sched.read_text()).get("prediction_type", "epsilon") if sched.is_file() else "epsilon"
-            return Family("sd2", FAMILIES["sd2"].name, "v" if pred == "v_prediction" else "eps",
-                          768 if pred == "v_prediction" else 512)
+            return sd2_family("v" if pred == "v_prediction" else "eps")
     return family
 
 

@@ -16,9 +16,16 @@ layout with diffusers' own conversion functions (diffusers.loaders.single_file_u
 into networks built from config/; a diffusers folder's networks are built from its own configs and
 read from its safetensors files. Pickle checkpoints are refused before anything is read (registry.files).
 
-Supported here: SD 1.x (family sd15) and SDXL base (sdxl), by one loader: SDXL adds a second text
-encoder and tokenizer (FAMILY_NETS), nothing else changes. Other families are detected and named,
-then refused.
+Supported here: SD 1.x (family sd15), SD 2.x (sd2) and SDXL base (sdxl), by one loader driven by
+the tables below: SD 2.x swaps CLIP ViT-L/14 for OpenCLIP ViT-H/14 (converted from its OpenCLIP names,
+its tokenizer pads with "!"), SDXL adds a second text encoder and tokenizer. Other families are
+detected and named, then refused.
+
+Parameterisation (eps or v): a diffusers folder's scheduler config says it. A single file does not
+(SD 2.x-base, eps, and SD 2.x-768, v, have the same tensors), so it comes from `--prediction`, else
+from an A1111 config beside the file (NAME.yaml with `parameterization: "v"`, as A1111 reads it),
+else the family's usual one (v for SD 2.x, with a note saying so); it is written into the copied
+scheduler config and the manifest.
 """
 
 from __future__ import annotations
@@ -36,16 +43,24 @@ from designerbox.registry.families import FAMILIES, detect
 from designerbox.registry.files import ModelFileError, file_sha256, refuse_pickle, verify_files
 from designerbox.registry.manifest import ModelManifest
 
-LOADABLE = ("sd15", "sdxl")
+LOADABLE = ("sd15", "sd2", "sdxl")
 LICENCE = "unknown (user-supplied)"
 CONFIG_DIR = "config"
 # the networks and tokenizers of each family, by their diffusers folder names
-FAMILY_NETS = {"sd15": ("unet", "vae", "text_encoder"), "sdxl": ("unet", "vae", "text_encoder", "text_encoder_2")}
-FAMILY_TOKENIZERS = {"sd15": ("tokenizer",), "sdxl": ("tokenizer", "tokenizer_2")}
-PAD_TOKENS = {"tokenizer": "<|endoftext|>", "tokenizer_2": "!"}  # SDXL's tokenizer_2 pads with "!" (id 0)
-TEXT_ENCODERS = {"sd15": "clip-vit-l-14", "sdxl": "clip-vit-l-14+openclip-vit-bigg-14"}
+FAMILY_NETS = {"sd15": ("unet", "vae", "text_encoder"), "sd2": ("unet", "vae", "text_encoder"),
+               "sdxl": ("unet", "vae", "text_encoder", "text_encoder_2")}
+FAMILY_TOKENIZERS = {"sd15": ("tokenizer",), "sd2": ("tokenizer",), "sdxl": ("tokenizer", "tokenizer_2")}
+# the padding token of each tokenizer: OpenCLIP's (SD 2.x, SDXL's tokenizer_2) is "!" (id 0), as published
+PAD_TOKENS = {"sd15": {"tokenizer": "<|endoftext|>"}, "sd2": {"tokenizer": "!"},
+              "sdxl": {"tokenizer": "<|endoftext|>", "tokenizer_2": "!"}}
+# where a single file keeps each family's text encoders (the original LDM / SGM names)
+OPEN_CLIP_PREFIXES = {("sd2", "text_encoder"): "cond_stage_model.model.",
+                      ("sdxl", "text_encoder_2"): "conditioner.embedders.1.model."}
+TEXT_ENCODERS = {"sd15": "clip-vit-l-14", "sd2": "openclip-vit-h-14", "sdxl": "clip-vit-l-14+openclip-vit-bigg-14"}
 DEFAULTS = {"sd15": {"sampler": "dpmpp_2m", "schedule": "karras", "steps": 25, "cfg_scale": 7.0},
+            "sd2": {"sampler": "dpmpp_2m", "schedule": "karras", "steps": 25, "cfg_scale": 7.0},
             "sdxl": {"sampler": "dpmpp_2m", "schedule": "karras", "steps": 30, "cfg_scale": 7.0}}
+PREDICTIONS = {"eps": "epsilon", "v": "v_prediction"}  # ours -> diffusers' scheduler prediction_type
 
 
 def packaged_config(family: str) -> Path:
@@ -59,12 +74,51 @@ def model_id_for(path: Path) -> str:
     return slug if len(slug) >= 2 else f"model-{slug or 'x'}"
 
 
+def a1111_yaml_prediction(path: Path) -> str | None:
+    """The parameterisation an A1111 config beside a single file gives (NAME.yaml, as A1111 looks for
+    it; v2-inference-v.yaml says `parameterization: "v"`, eps configs say nothing), or None without one."""
+    yaml = path.with_suffix(".yaml")
+    if not yaml.is_file():
+        return None
+    m = re.search(r"""^\s*parameterization:\s*["']?(\w+)""", yaml.read_text(errors="replace"), re.MULTILINE)
+    return "v" if m and m.group(1) == "v" else "eps"
+
+
+def resolve_prediction(path: Path, found, prediction: str | None):
+    """The family with its parameterisation settled (see the module docstring): a folder's scheduler
+    decides (a --prediction that disagrees is an error); a single file takes --prediction, then an
+    A1111 .yaml beside it, then the family's usual one, with a note saying which."""
+    from dataclasses import replace
+
+    from designerbox.registry.families import sd2_family
+
+    if prediction is not None and prediction not in PREDICTIONS:
+        raise ModelFileError(f"unknown prediction {prediction!r}; choose one of: {', '.join(PREDICTIONS)}")
+    if path.is_dir():
+        if prediction is not None and prediction != found.prediction:
+            raise ModelFileError(f"{path.name}: its scheduler/scheduler_config.json says {found.prediction}-prediction, "
+                                 f"not {prediction}; a diffusers folder's scheduler config decides (edit its "
+                                 "prediction_type, or leave out --prediction)")
+        return found
+    how = "as given with --prediction"
+    if prediction is None and (prediction := a1111_yaml_prediction(path)) is not None:
+        how = f"from {path.with_suffix('.yaml').name} beside the file"
+    if prediction is None:
+        return found  # the family's usual parameterisation, and its note when that is a guess
+    note = f"{prediction}-prediction {how}"
+    if found.id == "sd2":
+        return sd2_family(prediction, note)
+    return replace(found, prediction=prediction, note=note)
+
+
 def add_checkpoint(path: Path, home: Path, cache: Path, model_id: str | None = None, family: str | None = None,
-                   config: Path | None = None, force: bool = False) -> tuple[Path, dict]:
+                   config: Path | None = None, force: bool = False,
+                   prediction: str | None = None) -> tuple[Path, dict]:
     """Register a .safetensors file or a diffusers folder as a user model; returns its folder and a report.
 
-    family   what the user says it is: checked against what the tensors say
-    config   a diffusers-format config folder for a single file of a non-standard architecture
+    family      what the user says it is: checked against what the tensors say
+    config      a diffusers-format config folder for a single file of a non-standard architecture
+    prediction  "eps" or "v" for a single file (SD 2.x-base is eps, SD 2.x-768 v); see resolve_prediction
     """
     from designerbox.registry.clip_tokenizer import copy_tokenizer
 
@@ -85,6 +139,7 @@ def add_checkpoint(path: Path, home: Path, cache: Path, model_id: str | None = N
     if found.id not in LOADABLE:
         raise ModelFileError(f"{path.name} is {found.name} ({found.id}); DesignerBox loads only "
                              f"{', '.join(LOADABLE)} checkpoints so far")
+    found = resolve_prediction(path, found, prediction)
     model_id = model_id or model_id_for(path)
     dest = Path(home) / "models" / model_id
     if dest.exists() and not force:
@@ -98,6 +153,9 @@ def add_checkpoint(path: Path, home: Path, cache: Path, model_id: str | None = N
             weights = [path]
             shutil.copytree(Path(config) if config else packaged_config(found.id), tmp / CONFIG_DIR,
                             ignore=shutil.ignore_patterns("*.safetensors", "*.bin", "*.ckpt", "*.pt"))
+            sched = tmp / CONFIG_DIR / "scheduler" / "scheduler_config.json"  # the parameterisation settled above
+            sched.write_text(json.dumps(json.loads(sched.read_text()) | {
+                "prediction_type": PREDICTIONS[found.prediction]}, indent=2) + "\n")
         else:
             weights = sorted(path.glob("*/*.safetensors"), key=lambda p: (p.parent.name != "unet", str(p)))
             pickles = [p for p in path.glob("*/*") if p.suffix.lower() in (".bin", ".ckpt", ".pt", ".pth")]
@@ -108,7 +166,7 @@ def add_checkpoint(path: Path, home: Path, cache: Path, model_id: str | None = N
         # 2. the tokenizers, when neither the source nor the config brings them
         for name in FAMILY_TOKENIZERS[found.id]:
             if not (path / name).is_dir() and not (tmp / CONFIG_DIR / name).is_dir():
-                copy_tokenizer(Path(cache), tmp / CONFIG_DIR / name, pad_token=PAD_TOKENS[name])
+                copy_tokenizer(Path(cache), tmp / CONFIG_DIR / name, pad_token=PAD_TOKENS[found.id][name])
         local = sorted(p.relative_to(tmp).as_posix() for p in (tmp / CONFIG_DIR).rglob("*") if p.is_file())
         theirs = [p for p in sorted(path.rglob("*.json")) if path.is_dir()]
         files = [{"path": str(p), "sha256": file_sha256(p), "bytes": p.stat().st_size} for p in weights + theirs]
@@ -134,8 +192,9 @@ def add_checkpoint(path: Path, home: Path, cache: Path, model_id: str | None = N
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     m = ModelManifest.read(dest)
-    return dest, {"id": model_id, "folder": str(dest), "family": found.id, "source": str(path),
-                  "sha256": m.weights_sha256, "hash": m.short_hash, "note": found.note or None}
+    return dest, {"id": model_id, "folder": str(dest), "family": found.id, "prediction": found.prediction,
+                  "native_size": found.native_size, "source": str(path), "sha256": m.weights_sha256,
+                  "hash": m.short_hash, "note": found.note or None}
 
 
 # --- loading --------------------------------------------------------------------------------------
@@ -160,7 +219,8 @@ def _build_net(config: Path, name: str) -> torch.nn.Module:
     return cls(CLIPTextConfig.from_json_file(str(config / name / "config.json")))
 
 
-def _from_single_file(ckpt: dict[str, torch.Tensor], name: str, net: torch.nn.Module) -> dict[str, torch.Tensor]:
+def _from_single_file(ckpt: dict[str, torch.Tensor], family: str, name: str,
+                      net: torch.nn.Module) -> dict[str, torch.Tensor]:
     """One network's tensors out of an original-layout checkpoint, by diffusers' own conversions."""
     from diffusers.loaders.single_file_utils import (
         convert_ldm_clip_checkpoint,
@@ -173,10 +233,17 @@ def _from_single_file(ckpt: dict[str, torch.Tensor], name: str, net: torch.nn.Mo
         return convert_ldm_unet_checkpoint(ckpt, net.config)  # model.diffusion_model.*
     if name == "vae":
         return convert_ldm_vae_checkpoint(ckpt, net.config)  # first_stage_model.*
-    if name == "text_encoder":  # cond_stage_model.transformer.* (SD 1.x), conditioner.embedders.0.transformer.* (SDXL)
+    prefix = OPEN_CLIP_PREFIXES.get((family, name))
+    if prefix is None:  # cond_stage_model.transformer.* (SD 1.x), conditioner.embedders.0.transformer.* (SDXL)
         return convert_ldm_clip_checkpoint(ckpt)
-    # conditioner.embedders.1.model.*: OpenCLIP names, fused QKV split, text_projection transposed
-    return convert_open_clip_checkpoint(net, ckpt, prefix="conditioner.embedders.1.model.")
+    # OpenCLIP names, fused QKV split, text_projection transposed
+    state = convert_open_clip_checkpoint(net, ckpt, prefix=prefix)
+    if family == "sd2":
+        # SD 2.x conditions on the penultimate layer of its OpenCLIP, so the text encoder has one layer fewer
+        # than the file; diffusers drops the last of the full-size 24 (resblocks.23), we drop whichever it is
+        last = f"encoder.layers.{net.config.num_hidden_layers}."
+        state = {k: v for k, v in state.items() if last not in k and k != "text_projection.weight"}
+    return state
 
 
 def _component_file(folder: Path) -> Path:
@@ -204,7 +271,7 @@ def _match_text_model_prefix(state: dict[str, torch.Tensor], expected: dict) -> 
 
 def load_stable_diffusion(manifest: ModelManifest, device: str | torch.device = "cpu",
                           dtype: torch.dtype | None = None, compile: str | None = None):
-    """A LatentDiffusion (sd15) or LatentDiffusionXL (sdxl) from a registered file or folder,
+    """A LatentDiffusion (sd15, sd2) or LatentDiffusionXL (sdxl) from a registered file or folder,
     hash-checked first, fully offline.
 
     dtype: default float16 on a GPU, float32 on the CPU; a VAE whose config says force_upcast (SDXL's,
@@ -233,7 +300,8 @@ def load_stable_diffusion(manifest: ModelManifest, device: str | torch.device = 
     ckpt = load_file(str(source)) if single else None
     for name, net in nets.items():
         try:
-            state = _from_single_file(ckpt, name, net) if single else load_file(str(_component_file(source / name)))
+            state = (_from_single_file(ckpt, found.id, name, net) if single
+                     else load_file(str(_component_file(source / name))))
         except KeyError as err:  # diffusers' converters index the tensors a family must have
             raise ModelFileError(f"model {manifest.id} ({name}): the file lacks tensor {err} of the original "
                                  f"{FAMILIES[found.id].name} layout (from an incomplete or other checkpoint)") from None
