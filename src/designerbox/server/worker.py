@@ -33,7 +33,7 @@ from designerbox.studio import Studio
 
 log = logging.getLogger("designerbox.worker")
 
-PREVIEW_MAX_PIXELS = 128 * 128   # previews only where the network works in pixels and they are small
+PREVIEW_MAX_PIXELS = 128 * 128   # larger previews (none today: latents are 1/8 of the image) are skipped
 DB_PROGRESS_SECONDS = 0.25       # progress is written to the queue at most this often (events: every step)
 USER_ERRORS = (RequestError, UnknownModelError, UnknownPresetError, ModelFileError, MemoryError, ValueError)
 
@@ -46,15 +46,16 @@ class WorkerStopping(Exception):
     pass
 
 
-def preview_png(denoised: torch.Tensor | None) -> str | None:
-    """The first image of the current denoised estimate as base64 PNG, or None when that is not cheap."""
-    if denoised is None or denoised.dim() != 4 or denoised.shape[1] != 3:
-        return None  # latent models would need a VAE decode per step
-    if denoised.shape[2] * denoised.shape[3] > PREVIEW_MAX_PIXELS:
+def preview_png(preview: torch.Tensor | None) -> str | None:
+    """The first image of a step's preview ((B, 3, h, w) in [0, 1]: the pipelines' cheap image of the
+    current estimate, latent models included) as base64 PNG, or None when there is none or it is large."""
+    if preview is None or preview.dim() != 4 or preview.shape[1] != 3:
+        return None
+    if preview.shape[2] * preview.shape[3] > PREVIEW_MAX_PIXELS:
         return None
     from PIL import Image
 
-    arr = ((denoised[0].float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    arr = (preview[0].float().cpu().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG")
     return base64.b64encode(buf.getvalue()).decode()
@@ -127,7 +128,7 @@ class Worker:
             if self._stop.is_set():
                 raise WorkerStopping()
             step, total = info["i"] + 1, info["total"]
-            self.events.publish(job.id, "progress", step=step, total=total, preview=preview_png(info.get("denoised")))
+            self.events.publish(job.id, "progress", step=step, total=total, preview=preview_png(info.get("preview")))
             now = time.monotonic()
             if now - last_write > DB_PROGRESS_SECONDS or step == total:
                 self.queue.progress(job.id, self.name, step, total)
