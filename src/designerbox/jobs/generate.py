@@ -228,6 +228,27 @@ def apply_lora_tags(model, prompt: str, home: Path | None) -> tuple[str, list[di
     return clean, summary
 
 
+def apply_embeddings(model, prompt: str, negative: str | None, home: Path | None) -> list[dict] | None:
+    """Give a Stable Diffusion model the textual-inversion embeddings of $home/embeddings that the prompt
+    or the negative prompt names (and take out those of the last request); returns what was applied
+    (name, vectors, sha256), or None for models without text-encoder embeddings."""
+    from designerbox.pipelines.textual_inversion import (
+        EmbeddingError,
+        embedding_sha256,
+        find_in_prompts,
+        set_embeddings,
+    )
+
+    if not isinstance(model, (LatentDiffusion, LatentDiffusionXL)):
+        return None
+    found = find_in_prompts(home, [prompt, negative]) if home is not None else []
+    try:
+        summary = set_embeddings(model, found)
+    except EmbeddingError as err:
+        raise RequestError(str(err)) from None
+    return [dict(item, sha256=embedding_sha256(path)) for item, (_, path) in zip(summary, found)]
+
+
 def run_generation(req: GenerationRequest, manifest: ModelManifest, model,
                    progress: Callable[[dict], None] | None = None,
                    upscaler: tuple[ModelManifest, object] | None = None,
@@ -236,8 +257,9 @@ def run_generation(req: GenerationRequest, manifest: ModelManifest, model,
 
     upscaler   (manifest, loaded network) of a super-resolution model for sizes beyond the drawn
                size (a cascade), or None to resize with Lanczos alone
-    lora_home  where <lora:NAME:STRENGTH> tags in the prompt find NAME (pipelines/lora.py); the
-               Stable Diffusion families only
+    lora_home  $DESIGNERBOX_HOME: where <lora:NAME:STRENGTH> tags in the prompt find loras/NAME
+               (pipelines/lora.py) and words of the prompts find embeddings/NAME (textual inversion,
+               pipelines/textual_inversion.py); the Stable Diffusion families only
     """
     t0 = time.time()
     inputs = {k: read_input_image(getattr(req, k), k) for k in ("init_image", "mask_image") if getattr(req, k)}
@@ -253,6 +275,7 @@ def run_generation(req: GenerationRequest, manifest: ModelManifest, model,
     loras = apply_lora_tags(model, prompt, lora_home)
     if loras is not None:
         prompt, loras = loras
+    embeddings = apply_embeddings(model, prompt, negative, lora_home)
     # 2. draw at a size the network can, then fit to the asked size
     dw, dh = draw_size(r, manifest)
     seeds = [(r.seed + i) % 2**32 for i in range(r.batch_size)]
@@ -295,7 +318,7 @@ def run_generation(req: GenerationRequest, manifest: ModelManifest, model,
             "model": {"id": manifest.id, "name": manifest.name, "family": manifest.family,
                       "sha256": manifest.weights_sha256, "hash": manifest.short_hash, "licence": manifest.licence},
             "upscaler": {"id": upscaler[0].id, "sha256": upscaler[0].weights_sha256} if upscaler else None,
-            "loras": loras or [],
+            "loras": loras or [], "embeddings": embeddings or [],
             "native_size": [dw, dh], "output_size": [r.width, r.height], "resized": note,
             "device": str(model.device), "dtype": str(model.dtype).removeprefix("torch."),
             "seconds": seconds, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -97,18 +97,39 @@ def parse_emphasis(text: str) -> list[tuple[str, float]]:
     return [(t, w) for t, w in merged] or [("", 1.0)]
 
 
-def token_chunks(tokenizer, text: str) -> list[tuple[list[int], list[float]]]:
-    """(ids, weights) per chunk, each 77 long: BOS, up to 75 tokens, EOS, then the tokenizer's padding."""
+def _fragment_tokens(tokenizer, fragment: str, embeddings: dict[str, list[int]] | None) -> list[list[int]]:
+    """A fragment's token ids in groups that must stay in one chunk: each word's tokens alone, and an
+    embedding's placeholder ids together (pipelines/textual_inversion.py)."""
+    if not embeddings:
+        return [[tok] for tok in tokenizer(fragment, add_special_tokens=False).input_ids]
+    from designerbox.pipelines.textual_inversion import name_pattern
+
+    groups = []
+    for i, part in enumerate(name_pattern(embeddings).split(fragment)):  # odd parts: embedding names
+        if i % 2:
+            groups.append(embeddings[part.lower()])
+        elif part.strip():  # CLIP's BPE splits at spaces first: the parts tokenize as in the whole text
+            groups += [[tok] for tok in tokenizer(part, add_special_tokens=False).input_ids]
+    return groups
+
+
+def token_chunks(tokenizer, text: str,
+                 embeddings: dict[str, list[int]] | None = None) -> list[tuple[list[int], list[float]]]:
+    """(ids, weights) per chunk, each 77 long: BOS, up to 75 tokens, EOS, then the tokenizer's padding.
+    embeddings: {lower-case name: placeholder ids} of textual-inversion embeddings to put in for names."""
     chunks: list[tuple[list[int], list[float]]] = [([], [])]
     for fragment, weight in parse_emphasis(text):
         if weight < 0:  # BREAK
             chunks.append(([], []))
             continue
-        for tok in tokenizer(fragment, add_special_tokens=False).input_ids:
-            if len(chunks[-1][0]) == CHUNK:
-                chunks.append(([], []))
-            chunks[-1][0].append(tok)
-            chunks[-1][1].append(weight)
+        for group in _fragment_tokens(tokenizer, fragment, embeddings):
+            if chunks[-1][0] and len(chunks[-1][0]) + len(group) > CHUNK:
+                chunks.append(([], []))  # an embedding is not split across chunks (unless longer than one)
+            for tok in group:
+                if len(chunks[-1][0]) == CHUNK:
+                    chunks.append(([], []))
+                chunks[-1][0].append(tok)
+                chunks[-1][1].append(weight)
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
     full = []
@@ -125,11 +146,13 @@ def is_plain(text: str, tokenizer) -> bool:
 
 
 def encode_weighted(tokenizer, encode: Callable[[torch.Tensor], torch.Tensor], texts: list[str],
-                    device: torch.device) -> tuple[torch.Tensor, list[int]]:
+                    device: torch.device,
+                    embeddings: dict[str, list[int]] | None = None) -> tuple[torch.Tensor, list[int]]:
     """Token states (N, 77 * K, D) for `texts`, K = the most chunks any text needs (the others are
     padded with encodings of the empty prompt); also each text's first-chunk row index in the batch
-    of encoded chunks (for pooled outputs). `encode(ids (M, 77)) -> states (M, 77, D)`."""
-    per_text = [token_chunks(tokenizer, t) for t in texts]
+    of encoded chunks (for pooled outputs). `encode(ids (M, 77)) -> states (M, 77, D)`; embeddings as
+    token_chunks takes them."""
+    per_text = [token_chunks(tokenizer, t, embeddings) for t in texts]
     k = max(len(c) for c in per_text)
     empty = token_chunks(tokenizer, "")[0]
     per_text = [c + [empty] * (k - len(c)) for c in per_text]

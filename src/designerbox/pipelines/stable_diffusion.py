@@ -13,7 +13,7 @@ latents / scaling_factor through the VAE decoder.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -76,6 +76,8 @@ class LatentDiffusion(VAELatents):
     tokenizer       transformers CLIPTokenizer (77 tokens)
     alphas_cumprod  the DDPM noise table the UNet was trained on, (T,)
     prediction      "eps" or "v"
+    embedding_tokens  textual-inversion embeddings given for this request: {name: placeholder ids}
+                    (set by pipelines/textual_inversion.set_embeddings)
     """
 
     unet: nn.Module
@@ -86,6 +88,7 @@ class LatentDiffusion(VAELatents):
     prediction: str
     device: torch.device
     dtype: torch.dtype = torch.float32
+    embedding_tokens: dict[str, list[int]] = field(default_factory=dict)
 
     def denoiser(self):
         def net(x: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
@@ -99,7 +102,8 @@ class LatentDiffusion(VAELatents):
     def encode_prompt(self, prompts: list[str]) -> torch.Tensor:
         """Token states of the text encoder's last layer, (N, 77 * K, D): A1111 emphasis and BREAK, and
         prompts longer than 75 tokens in K chunks (pipelines/prompt_weights.py)."""
-        states, _ = encode_weighted(self.tokenizer, lambda ids: self.text_encoder(ids)[0], prompts, self.device)
+        states, _ = encode_weighted(self.tokenizer, lambda ids: self.text_encoder(ids)[0], prompts, self.device,
+                                    self.embedding_tokens)
         return states
 
     def conditions(self, prompt: str, negative_prompt: str | None, batch: int, width: int, height: int):

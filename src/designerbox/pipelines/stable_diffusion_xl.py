@@ -16,7 +16,7 @@ it is empty, as diffusers does for SDXL base (`force_zeros_for_empty_prompt`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -40,6 +40,8 @@ class LatentDiffusionXL(VAELatents):
     tokenizer_2     the same vocabulary padding with "!" (id 0), as SDXL's published tokenizer_2
     alphas_cumprod  the DDPM noise table the UNet was trained on, (T,)
     prediction      "eps" or "v"
+    embedding_tokens  textual-inversion embeddings given for this request: {name: placeholder ids}
+                    (set by pipelines/textual_inversion.set_embeddings)
     """
 
     unet: nn.Module
@@ -52,6 +54,7 @@ class LatentDiffusionXL(VAELatents):
     prediction: str
     device: torch.device
     dtype: torch.dtype = torch.float32
+    embedding_tokens: dict[str, list[int]] = field(default_factory=dict)
     latent_family = "sdxl"  # the preview's latent-to-RGB map (not a field)
 
     def denoiser(self):
@@ -77,11 +80,15 @@ class LatentDiffusionXL(VAELatents):
 
         def encode_2(ids: torch.Tensor) -> torch.Tensor:
             out = self.text_encoder_2(ids, output_hidden_states=True)
-            pooled["all"] = out.text_embeds  # (M, P)
-            return out.hidden_states[-2]     # (M, 77, D2)
+            # the projected state at each chunk's first EOS, as transformers pools; taken here because its
+            # own pooling (eos_token_id 2 in SDXL's config: the largest id) would pick an embedding's token
+            eos = (ids == self.tokenizer_2.eos_token_id).int().argmax(-1)                 # (M,)
+            last = out.last_hidden_state[torch.arange(len(ids), device=ids.device), eos]  # (M, D2)
+            pooled["all"] = self.text_encoder_2.text_projection(last)                      # (M, P)
+            return out.hidden_states[-2]                                                    # (M, 77, D2)
 
-        states_1, _ = encode_weighted(self.tokenizer, encode_1, prompts, self.device)
-        states_2, first = encode_weighted(self.tokenizer_2, encode_2, prompts, self.device)
+        states_1, _ = encode_weighted(self.tokenizer, encode_1, prompts, self.device, self.embedding_tokens)
+        states_2, first = encode_weighted(self.tokenizer_2, encode_2, prompts, self.device, self.embedding_tokens)
         if states_1.shape[1] != states_2.shape[1]:  # same vocabulary: the same chunks, unless a tokenizer differs
             raise ValueError(f"the two tokenizers split the prompt differently ({states_1.shape[1]} vs "
                              f"{states_2.shape[1]} token states)")
