@@ -24,11 +24,36 @@ from designerbox.pipelines.sampling import draw
 from designerbox.samplers import DiscreteEpsDenoiser, DiscreteVDenoiser
 
 
+VAE_TILING = ("auto", "on", "off")
+TILING_PIXELS = 1536 * 1536  # "auto" tiles the VAE above this many pixels (not at SD's or SDXL's native sizes)
+
+
+def vae_tiling_mode(value: str | None) -> str:
+    """DESIGNERBOX_VAE_TILING checked: auto (the default), on or off."""
+    mode = (value or "auto").strip().lower()
+    if mode not in VAE_TILING:
+        raise ValueError(f"DESIGNERBOX_VAE_TILING must be one of {', '.join(VAE_TILING)}, not {value!r}")
+    return mode
+
+
 class VAELatents:
     """What the models that sample in a KL autoencoder's latent space share (needs self.vae): sizes,
-    encoding a picture (image to image), decoding, and the cheap per-step preview of `latent_family`."""
+    encoding a picture (image to image), decoding, and the cheap per-step preview of `latent_family`.
+
+    Large images are decoded in tiles (pipelines/vae_tiling.py: tiles of the VAE config's sample_size,
+    512 px for SD 1.x, 1024 for SDXL, overlapping by a quarter and blended, every GroupNorm with the
+    whole picture's statistics), one image of a batch at a time, so the decoder's memory is that of
+    one tile: `vae_tiling` "auto" (above TILING_PIXELS), "on", "off". A tiled image is close to, not
+    equal to, the untiled one; below the threshold nothing changes. Encoding (image to image) is not
+    tiled."""
 
     latent_family = "sd15"
+    vae_tiling = "auto"  # the dataclasses below make it a field
+
+    def uses_vae_tiling(self, width: int, height: int) -> bool:
+        """Whether an image of width x height goes through the VAE in tiles."""
+        return self.vae_tiling == "on" or (self.vae_tiling == "auto" and width * height > TILING_PIXELS)
+
 
     @property
     def vae_scale_factor(self) -> int:
@@ -62,7 +87,15 @@ class VAELatents:
         """Latents -> images in [0, 1], (B, 3, H, W) on the CPU, in the VAE's own dtype (the loader keeps
         a VAE that overflows in float16, SDXL's, in float32)."""
         x = latents.to(self.vae.dtype) / self.vae.config.scaling_factor
-        images = self.vae.decode(x).sample.float().cpu()  # (B, 3, H, W) in about [-1, 1]
+        f = self.vae_scale_factor
+        if self.uses_vae_tiling(x.shape[-1] * f, x.shape[-2] * f):
+            from designerbox.pipelines.vae_tiling import decode_tiled
+
+            size = self.vae.config.sample_size
+            tile = max(8, (size[0] if isinstance(size, (list, tuple)) else size) // f)  # latents a side (64: SD 1.x)
+            images = torch.cat([decode_tiled(self.vae, x[i:i + 1], tile, tile // 4).cpu() for i in range(len(x))])
+        else:
+            images = self.vae.decode(x).sample.float().cpu()  # (B, 3, H, W) in about [-1, 1]
         return ((images + 1) / 2).clamp(0, 1)
 
 
@@ -78,6 +111,7 @@ class LatentDiffusion(VAELatents):
     prediction      "eps" or "v"
     embedding_tokens  textual-inversion embeddings given for this request: {name: placeholder ids}
                     (set by pipelines/textual_inversion.set_embeddings)
+    vae_tiling      "auto", "on" or "off" (VAELatents)
     """
 
     unet: nn.Module
@@ -89,6 +123,7 @@ class LatentDiffusion(VAELatents):
     device: torch.device
     dtype: torch.dtype = torch.float32
     embedding_tokens: dict[str, list[int]] = field(default_factory=dict)
+    vae_tiling: str = "auto"
 
     def denoiser(self):
         def net(x: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:

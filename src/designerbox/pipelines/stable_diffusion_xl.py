@@ -42,6 +42,7 @@ class LatentDiffusionXL(VAELatents):
     prediction      "eps" or "v"
     embedding_tokens  textual-inversion embeddings given for this request: {name: placeholder ids}
                     (set by pipelines/textual_inversion.set_embeddings)
+    vae_tiling      "auto", "on" or "off" (VAELatents)
     """
 
     unet: nn.Module
@@ -55,6 +56,7 @@ class LatentDiffusionXL(VAELatents):
     device: torch.device
     dtype: torch.dtype = torch.float32
     embedding_tokens: dict[str, list[int]] = field(default_factory=dict)
+    vae_tiling: str = "auto"
     latent_family = "sdxl"  # the preview's latent-to-RGB map (not a field)
 
     def denoiser(self):

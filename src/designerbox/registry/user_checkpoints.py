@@ -270,18 +270,20 @@ def _match_text_model_prefix(state: dict[str, torch.Tensor], expected: dict) -> 
 
 
 def load_stable_diffusion(manifest: ModelManifest, device: str | torch.device = "cpu",
-                          dtype: torch.dtype | None = None, compile: str | None = None):
+                          dtype: torch.dtype | None = None, compile: str | None = None,
+                          vae_tiling: str | None = None):
     """A LatentDiffusion (sd15, sd2) or LatentDiffusionXL (sdxl) from a registered file or folder,
     hash-checked first, fully offline.
 
     dtype: default float16 on a GPU, float32 on the CPU; a VAE whose config says force_upcast (SDXL's,
     which overflows in float16) stays in float32. On a GPU the networks also get the speed-ups of
     pipelines.speed (channels-last, fused QKV; `compile`, default $DESIGNERBOX_COMPILE, e.g.
-    "reduce-overhead": CUDA graphs, 3.6x faster per image on an H100, 44 s warm-up, 8 s from the cache)."""
+    "reduce-overhead": CUDA graphs, 3.6x faster per image on an H100, 44 s warm-up, 8 s from the cache).
+    vae_tiling: "auto" (tiles above 1536x1536 pixels), "on" or "off"; default $DESIGNERBOX_VAE_TILING."""
     from safetensors.torch import load_file
     from transformers import CLIPTokenizer
 
-    from designerbox.pipelines.stable_diffusion import LatentDiffusion
+    from designerbox.pipelines.stable_diffusion import LatentDiffusion, vae_tiling_mode
     from designerbox.pipelines.stable_diffusion_xl import LatentDiffusionXL
     from designerbox.registry.loading import check_state_dict
     from designerbox.samplers.discrete import alphas_cumprod
@@ -289,6 +291,7 @@ def load_stable_diffusion(manifest: ModelManifest, device: str | torch.device = 
     if manifest.family not in LOADABLE:
         raise ModelFileError(f"model {manifest.id}: family {manifest.family!r} cannot be loaded yet "
                              f"(loadable: {', '.join(LOADABLE)})")
+    vae_tiling = vae_tiling_mode(vae_tiling or os.environ.get("DESIGNERBOX_VAE_TILING"))  # before any loading
     verify_files(manifest.folder, manifest.files)
     source, single = _source(manifest)
     config = manifest.folder / CONFIG_DIR if single else source
@@ -332,7 +335,8 @@ def load_stable_diffusion(manifest: ModelManifest, device: str | torch.device = 
     for name, net in nets.items():
         upcast = name == "vae" and found.id == "sdxl" and net.config.get("force_upcast", False)
         nets[name] = net.to(device, torch.float32 if upcast else dtype).eval().requires_grad_(False)
-    common = dict(alphas_cumprod=ab, prediction=prediction, device=torch.device(device), dtype=dtype)
+    common = dict(alphas_cumprod=ab, prediction=prediction, device=torch.device(device), dtype=dtype,
+                  vae_tiling=vae_tiling)
     if found.id == "sdxl":
         model = LatentDiffusionXL(**nets, **tokenizers, **common)
     else:
