@@ -319,7 +319,8 @@ def cmd_data(args) -> int:
     sources = tuple(args.sources.split(",")) if args.sources else data.DEFAULT_SOURCES
     stats = data.build(Path(args.out), Settings.from_env().home / "cache", sources=sources, size=args.size,
                        limit=args.limit, iconify_per_set=args.iconify_per_set, iconify_total=args.iconify_total,
-                       n_avatars=args.avatars, seed=args.seed)
+                       n_avatars=args.avatars, seed=args.seed, silhouette_total=args.silhouettes,
+                       silhouette_per_label=args.silhouettes_per_label)
     print(data.summary(stats))
     print(f"all counts: {Path(args.out) / 'stats.json'}")
     return 0
@@ -494,11 +495,14 @@ def build_parser() -> argparse.ArgumentParser:
     db = dsub.add_parser("build", help="fetch the labelled image sets and write the captioned dataset")
     db.add_argument("--out", default="data/full-v1")
     db.add_argument("--sources", help="comma-separated subset of: fluent3d, noto, twemoji, fluent-flat, openclipart, "
-                                      "fluent-color, iconify, avatars (default: all)")
+                                      "fluent-color, iconify, avatars, silhouettes (default: all)")
     db.add_argument("--size", type=int, default=64)
     db.add_argument("--limit", type=int, help="at most this many images per source (quick trials)")
     db.add_argument("--iconify-per-set", type=int, default=1500, help="at most this many icons per iconify set")
     db.add_argument("--iconify-total", type=int, default=20000, help="at most this many iconify icons in all")
+    db.add_argument("--silhouettes", type=int, default=8000, help="at most this many tinted monochrome icons")
+    db.add_argument("--silhouettes-per-label", type=int, default=16,
+                    help="at most this many tinted monochrome icons of one label")
     db.add_argument("--avatars", type=int, default=3000, help="how many avatars to draw")
     db.add_argument("--seed", type=int, default=0, help="seed of the avatar attributes")
     ds = dsub.add_parser("shard", help="a compact training shard (images + caption embeddings) for a GPU machine")

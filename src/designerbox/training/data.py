@@ -3,8 +3,9 @@
 `build()` fetches labelled image sets through their registries (see ../shared/ASSETS.md section 2),
 renders every image onto a white square, writes captions that name the thing, its style and its
 main colours, drops exact and near duplicates, fixes the held-out splits, and records source and
-licence per image. The readers live beside it: sources.py (emoji, clip art), iconify.py (icon
-sets), avatars.py (generated avatars).
+licence per image. The readers live beside it: sources.py (emoji, clip art), iconify.py (multi-colour
+icon sets), silhouettes.py (monochrome icon sets, each icon tinted one named colour), avatars.py
+(generated avatars).
 
 Output folder:
     images.safetensors   {"images": uint8 (N, S, S, 3)}, RGB on white
@@ -28,7 +29,7 @@ from typing import Callable, Iterator
 import numpy as np
 from PIL import Image
 
-from designerbox.training import avatars, iconify
+from designerbox.training import avatars, iconify, silhouettes
 from designerbox.training.fetch import fetch_debian, fetch_npm
 from designerbox.training.sources import (Item, emoji_labels, namekey, read_emoji_datasource, read_fluent3d,
                                           read_fluent_svg, read_openclipart)
@@ -57,6 +58,7 @@ SOURCES: dict[str, Source] = {
         Source("fluent-color", "npm", "fluentui-emoji", "1.3.0", "MIT", "gradient emoji"),
         Source("iconify", "npm", "@iconify/json", "2.2.535", "per set", "flat icon"),
         Source("avatars", "pypi", "python-avatars", "1.4.1", "MIT", "avatar"),
+        Source("silhouettes", "npm", "@iconify/json", "2.2.535", "per set", silhouettes.STYLE),
     ]
 }
 LABELS = Source("emojibase", "npm", "emojibase-data", "17.0.0", "MIT", "")
@@ -225,12 +227,17 @@ def assign_splits(meta: list[dict]) -> list[tuple[str, str]]:
 
 
 def read_source(sid: str, cache: Path, labels: dict[str, str], size: int, iconify_per_set: int,
-                iconify_total: int, n_avatars: int, seed: int, report: dict) -> Iterator[Item]:
+                iconify_total: int, n_avatars: int, seed: int, report: dict,
+                silhouette_total: int = 8000, silhouette_per_label: int = 16) -> Iterator[Item]:
     src = SOURCES[sid]
     if src.registry == "pypi":
         avatars.check_installed(src.package, src.version)
         return avatars.read_avatars(n_avatars, size * 2, seed=seed)
     pkg = (fetch_npm if src.registry == "npm" else fetch_debian)(src.package, src.version, cache)
+    if sid == "silhouettes":  # ranks labels by the words of the emojibase labels and tags
+        emojibase = json.loads((fetch_npm(LABELS.package, LABELS.version, cache) / "en" / "data.json").read_text())
+        return silhouettes.read_silhouettes(pkg, emojibase, size * 2, per_label=silhouette_per_label,
+                                            total=silhouette_total, report=report.setdefault("silhouettes", {}))
     return {
         "fluent3d": lambda: read_fluent3d(pkg, labels),
         "noto": lambda: read_emoji_datasource(pkg, labels, "google"),
@@ -238,14 +245,15 @@ def read_source(sid: str, cache: Path, labels: dict[str, str], size: int, iconif
         "fluent-flat": lambda: read_fluent_svg(pkg, labels, size * 2, "flat"),
         "fluent-color": lambda: read_fluent_svg(pkg, labels, size * 2, "modern"),
         "openclipart": lambda: read_openclipart(pkg, size),
-        "iconify": lambda: iconify.read_iconify(pkg, labels, size * 2, iconify_per_set, iconify_total, report),
+        "iconify": lambda: iconify.read_iconify(pkg, labels, size * 2, iconify_per_set, iconify_total,
+                                                report.setdefault("iconify", {})),
     }[sid]()
 
 
 def build(out: Path, cache: Path, sources: tuple[str, ...] = DEFAULT_SOURCES, size: int = 64,
           limit: int | None = None, log: Callable[[str], None] = print, *, iconify_per_set: int = 1500,
           iconify_total: int = 20000, n_avatars: int = 3000, seed: int = 0,
-          near_rms: float = NEAR_DUPLICATE_RMS) -> dict:
+          near_rms: float = NEAR_DUPLICATE_RMS, silhouette_total: int = 8000, silhouette_per_label: int = 16) -> dict:
     """Build the dataset from `sources` (ids of SOURCES) into `out`; `limit` caps images per source."""
     unknown = [s for s in sources if s not in SOURCES]
     if unknown:
@@ -254,11 +262,12 @@ def build(out: Path, cache: Path, sources: tuple[str, ...] = DEFAULT_SOURCES, si
     labels = emoji_labels(fetch_npm(LABELS.package, LABELS.version, cache))
     images, thumbs, meta, seen = [], [], [], set()
     dropped = {sid: Counter() for sid in sources}
-    icon_sets: dict = {}
+    icon_sets: dict = {}  # {"iconify": report, "silhouettes": report}: the sets kept and dropped
     # 1. read, square, drop blanks and exact duplicates, caption
     for sid in sources:
         src, n0 = SOURCES[sid], len(meta)
-        for item in read_source(sid, cache, labels, size, iconify_per_set, iconify_total, n_avatars, seed, icon_sets):
+        for item in read_source(sid, cache, labels, size, iconify_per_set, iconify_total, n_avatars, seed, icon_sets,
+                                silhouette_total, silhouette_per_label):
             rgba = to_square(item.image, size, margin=0.04)
             if (rgba[..., 3] > 127).mean() < 0.03:  # near-blank render
                 dropped[sid]["blank"] += 1
@@ -297,7 +306,8 @@ def build(out: Path, cache: Path, sources: tuple[str, ...] = DEFAULT_SOURCES, si
     # 3. the held-out splits, then write
     pairs = assign_splits(meta)
     extra = {"dropped": {sid: dict(c) for sid, c in dropped.items()}, "near_duplicate_examples": examples,
-             "heldout_pairs": [list(p) for p in pairs], "iconify_sets": icon_sets,
+             "heldout_pairs": [list(p) for p in pairs], "iconify_sets": icon_sets.get("iconify", {}),
+             "silhouette_sets": icon_sets.get("silhouettes", {}),
              "build_seconds": round(time.time() - t0)}
     return write(out, np.stack(images), meta, extra)
 

@@ -56,18 +56,22 @@ BRAND_ICON = re.compile(
 FLAG_CATEGORY = "Flags / Maps"
 
 
-def set_verdict(prefix: str, info: dict) -> str | None:
-    """Why a set is left out, or None when it is kept."""
+def set_verdict(prefix: str, info: dict, monochrome: bool = False) -> str | None:
+    """Why a set is left out, or None when it is kept. `monochrome`: the rules of the silhouette
+    source (silhouettes.py), which reads only monochrome sets and may read emoji sets (a one-colour
+    glyph is not one of the emoji looks the emoji sources give, and has its own style word)."""
     spdx = info.get("license", {}).get("spdx", "")
-    if not info.get("palette"):
+    if not monochrome and not info.get("palette"):
         return "monochrome (palette: false)"
+    if monochrome and info.get("palette"):
+        return "multi-colour (palette: true)"
     if spdx not in PERMISSIVE:
         return f"licence {spdx or 'unknown'}: not permissive (NC, share-alike or GPL)"
     if DROP_NAME.search(prefix) or DROP_NAME.search(info.get("name", "").lower()):
         return "logos / brands"
-    if info.get("category") in DROP_CATEGORIES:
+    if info.get("category") in DROP_CATEGORIES and not (monochrome and info["category"] == "Emoji"):
         return DROP_CATEGORIES[info["category"]]
-    if "emoji" in prefix:  # uncategorised (hidden) emoji sets, e.g. `fluent-emoji`
+    if "emoji" in prefix and not monochrome:  # uncategorised (hidden) emoji sets, e.g. `fluent-emoji`
         return DROP_CATEGORIES["Emoji"]
     return DROP_SETS.get(prefix)
 
