@@ -53,11 +53,11 @@ class ThreadServer:
         self.thread.join(30)
 
 
-def start_subprocess_server(home: Path, port: int, log: Path) -> subprocess.Popen:
+def start_subprocess_server(home: Path, port: int, log: Path, args: tuple[str, ...] = ()) -> subprocess.Popen:
     """`designerbox serve` as its own process (so it can be SIGKILLed); returns once it answers."""
     env = dict(os.environ, DESIGNERBOX_HOME=str(home), DESIGNERBOX_DEVICE="cpu", OMP_NUM_THREADS="1")
     exe = Path(sys.executable).parent / "designerbox"
-    proc = subprocess.Popen([str(exe), "serve", "--port", str(port), "--log-level", "warning"], env=env,
+    proc = subprocess.Popen([str(exe), "serve", "--port", str(port), "--log-level", "warning", *args], env=env,
                             stdout=log.open("ab"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:

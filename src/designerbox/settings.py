@@ -19,6 +19,10 @@ class Settings:
     quota_concurrent: int = 8          # DESIGNERBOX_QUOTA_CONCURRENT: a user's queued + running jobs (0: no limit)
     quota_per_minute: int = 60         # DESIGNERBOX_QUOTA_PER_MINUTE: jobs a user may submit a minute (0: no limit)
     require_keys: bool = False         # set by `serve` on a non-loopback address: never serve without a key
+    # records and images (a cluster: one database and one shared folder for the API and every worker)
+    database: str | None = None        # DESIGNERBOX_DATABASE: a SQLAlchemy URL for jobs, images and users
+                                       #   (None: SQLite files in home: queue.sqlite, gallery/, users.sqlite)
+    images: Path | None = None         # DESIGNERBOX_IMAGES: the gallery folder (None: home/gallery)
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Settings":
@@ -31,7 +35,17 @@ class Settings:
                    max_image_bytes=_whole(env, "DESIGNERBOX_MAX_IMAGE_BYTES", 16 << 20, "bytes"),
                    webhook_hosts=hosts,
                    quota_concurrent=_whole(env, "DESIGNERBOX_QUOTA_CONCURRENT", 8, "jobs"),
-                   quota_per_minute=_whole(env, "DESIGNERBOX_QUOTA_PER_MINUTE", 60, "jobs"))
+                   quota_per_minute=_whole(env, "DESIGNERBOX_QUOTA_PER_MINUTE", 60, "jobs"),
+                   database=env.get("DESIGNERBOX_DATABASE") or None,
+                   images=Path(env["DESIGNERBOX_IMAGES"]).expanduser() if env.get("DESIGNERBOX_IMAGES") else None)
+
+    @property
+    def gallery_root(self) -> Path:
+        return self.images or self.home / "gallery"
+
+    def store(self, name: str) -> Path | str:
+        """Where a store keeps its records: the shared database, or the SQLite file `home/name`."""
+        return self.database or self.home / name
 
     def resolve_device(self) -> str:
         if self.device != "auto":

@@ -32,7 +32,7 @@ class Studio:
     @property
     def gallery(self) -> Gallery:
         if self._gallery is None:  # created on first use: listing models touches no database
-            self._gallery = Gallery(self.settings.home / "gallery")
+            self._gallery = Gallery(self.settings.gallery_root, self.settings.database)
         return self._gallery
 
     def model(self, model_id: str | None):

@@ -5,6 +5,9 @@ lifespan) and stop when it stops, putting a job in progress back in the queue. A
 running by a dead process are queued again, and finished jobs whose gallery rows were not written
 get them; the webhook sender starts and sends callbacks left pending.
 
+With a broker (`serve --broker redis://...`) the app runs no job and loads no model: each queued job
+is sent to Celery for `designerbox worker` processes, whose events come back over Redis (cluster.py).
+
 Every API route depends on `deps.authenticate` (the web page's files and /docs do not); request
 bodies over Settings.max_body_bytes are refused by `limits.BodyLimit` before they are read.
 """
@@ -45,8 +48,9 @@ BODY_FIELDS = {"/api/v1/generations": sorted(GenerationRequest.model_fields)}
 DOCS = "Send `Authorization: Bearer <key>` once the server has API keys (any client: REST, OpenAI, A1111)."
 
 
-def create_app(settings: Settings | None = None, *, workers: bool = True) -> FastAPI:
-    """The studio app. workers=False serves the API without running jobs (they stay queued)."""
+def create_app(settings: Settings | None = None, *, workers: bool = True, broker: str | None = None) -> FastAPI:
+    """The studio app. workers=False serves the API without running jobs (they stay queued); broker (a Redis
+    URL): jobs run on `designerbox worker` processes, none in this one."""
     settings = settings or Settings.from_env()
 
     @asynccontextmanager
@@ -58,7 +62,9 @@ def create_app(settings: Settings | None = None, *, workers: bool = True) -> Fas
             log.warning("startup: %d job(s) left running by a stopped process queued again, %d finished job(s) "
                         "stored in the gallery", len(requeued), len(stored))
         state.webhooks.start()
-        if workers:
+        if state.cluster is not None:
+            state.cluster.start()
+        elif workers:
             for device in devices(settings):
                 studio = Studio(dataclasses.replace(settings, device=device))
                 state.workers.append(Worker(studio, state.queue, state.events))
@@ -67,6 +73,8 @@ def create_app(settings: Settings | None = None, *, workers: bool = True) -> Fas
         yield
         for w in state.workers:
             w.stop()
+        if state.cluster is not None:
+            state.cluster.stop()
         state.webhooks.stop()
 
     app = FastAPI(title="DesignerBox", version=__version__, lifespan=lifespan, dependencies=[Depends(authenticate)],
@@ -74,13 +82,19 @@ def create_app(settings: Settings | None = None, *, workers: bool = True) -> Fas
                   "OpenAI Images (/v1/images/generations) and A1111 (/sdapi/v1) compatible endpoints. " + DOCS)
     app.state.settings = settings
     app.state.studio = Studio(settings)
-    app.state.queue = JobQueue(settings.home / "queue.sqlite")
-    app.state.users = UserStore(settings.home / "users.sqlite")
+    app.state.queue = JobQueue(settings.store("queue.sqlite"))
+    app.state.users = UserStore(settings.store("users.sqlite"))
     app.state.events = EventLog()
     app.state.webhook_secret = server_secret(settings.home)
     app.state.webhooks = WebhookSender(app.state.queue, app.state.webhook_secret)
     app.state.events.listeners.append(app.state.webhooks.on_event)
     app.state.workers = []
+    app.state.cluster = None
+    if broker is not None:
+        from designerbox.server.cluster import ClusterDispatch
+
+        app.state.cluster = ClusterDispatch(broker, app.state.queue, app.state.events)
+        app.state.events.dispatchers.append(app.state.cluster.send)
     app.state.a1111_checkpoint = {}  # user -> A1111's sd_model_checkpoint option; none: the default model
 
     for module in (generations, jobs, events, images, models, presets, users):

@@ -1,5 +1,6 @@
-"""`designerbox serve`: the studio server (REST API, compatible APIs, web page) on one machine;
-`designerbox users` and `designerbox keys`: its users and API keys (home/users.sqlite)."""
+"""`designerbox serve`: the studio server (REST API, compatible APIs, web page); `designerbox worker`: a
+cluster's GPU worker (Celery over Redis, see server/cluster.py); `designerbox users` and `designerbox keys`:
+the server's users and API keys (home/users.sqlite, or the --database / DESIGNERBOX_DATABASE URL)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,24 @@ def add_parser(sub) -> None:
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback only until API keys exist)")
     s.add_argument("--port", type=int, default=7860)
     s.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    _store_options(s)
+    s.add_argument("--broker", help="a Redis URL (redis://HOST:6379/0): run no job here, send each to the "
+                   "`designerbox worker` processes reading this broker")
     s.set_defaults(func=cmd_serve)
+
+    w = sub.add_parser("worker", help="a cluster worker: runs the jobs an API server (serve --broker) sends over "
+                       "Redis, on one device")
+    w.add_argument("--broker", required=True, help="the Redis URL the API server sends jobs to (redis://HOST:6379/0)")
+    w.add_argument("--device", help="cpu, cuda, cuda:N... (default: DESIGNERBOX_DEVICE, else cuda when present)")
+    w.add_argument("--concurrency", type=int, default=1, help="jobs at once on the device (each slot loads its "
+                   "own models; default 1)")
+    w.add_argument("--lease", type=float, default=30.0, help="seconds a running job stays this worker's without "
+                   "a heartbeat (renewed every third of it); after that another worker may take it over")
+    w.add_argument("--visibility-timeout", type=float, default=300.0, help="seconds before Redis hands the "
+                   "message of a job whose worker died to another worker")
+    w.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    _store_options(w)
+    w.set_defaults(func=cmd_worker)
 
     u = sub.add_parser("users", help="the server's users (add, list)")
     usub = u.add_subparsers(dest="action", required=True)
@@ -43,6 +61,65 @@ def add_parser(sub) -> None:
     k.set_defaults(func=cmd_keys)
 
 
+def _store_options(p) -> None:
+    p.add_argument("--database", help="SQLAlchemy URL for jobs, images and users, shared by a cluster "
+                   "(postgresql+psycopg://USER:PASS@HOST/DB; default: SQLite files in DESIGNERBOX_HOME)")
+    p.add_argument("--images", help="the gallery folder, shared by a cluster (default: DESIGNERBOX_HOME/gallery)")
+
+
+def _settings(args):
+    """Settings from the environment, then --database and --images."""
+    from pathlib import Path
+
+    from designerbox.settings import Settings
+
+    settings = Settings.from_env()
+    if args.database:
+        if "://" not in args.database:
+            raise ServeError(f"--database must be a SQLAlchemy URL (sqlite:////PATH/db.sqlite, "
+                             f"postgresql+psycopg://USER:PASS@HOST/DB), not {args.database!r}")
+        settings = dataclasses.replace(settings, database=args.database)
+    if args.images:
+        settings = dataclasses.replace(settings, images=Path(args.images).expanduser())
+    return settings
+
+
+def _check_broker(url: str) -> None:
+    if not url.startswith(("redis://", "rediss://")):
+        raise ServeError(f"--broker must be a Redis URL (redis://HOST:6379/0, or rediss:// for TLS), not {url!r}")
+    try:
+        import celery  # noqa: F401
+        import redis  # noqa: F401
+    except ImportError as err:
+        raise ServeError(f"a cluster needs the 'server' extra ({err.name} is missing): "
+                         "pip install 'designerbox[server]'") from None
+
+
+def cmd_worker(args) -> int:
+    import logging
+
+    import torch
+
+    from designerbox.server.cluster import run_worker
+
+    _check_broker(args.broker)
+    settings = _settings(args)
+    device = args.device or settings.resolve_device()
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        raise ServeError(f"--device {device!r} is not a device; use cpu, cuda, cuda:N or mps") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ServeError(f"--device {device}: CUDA is not available on this host; use --device cpu")
+    if args.concurrency < 1:
+        raise ServeError(f"--concurrency must be 1 or more, not {args.concurrency}")
+    if args.lease <= 0 or args.visibility_timeout <= 0:
+        raise ServeError("--lease and --visibility-timeout must be positive numbers of seconds")
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    run_worker(settings, args.broker, device, args.concurrency, args.lease, args.visibility_timeout, args.log_level)
+    return 0
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -63,7 +140,7 @@ def check_host(host: str, has_keys: bool = False) -> None:
 def _users(settings):
     from designerbox.store.users import UserStore
 
-    return UserStore(settings.home / "users.sqlite")
+    return UserStore(settings.store("users.sqlite"))
 
 
 def cmd_users(args) -> int:
@@ -108,9 +185,9 @@ def cmd_keys(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from designerbox.settings import Settings
-
-    settings = Settings.from_env()
+    settings = _settings(args)
+    if args.broker:
+        _check_broker(args.broker)
     loopback = is_loopback(args.host)
     if not loopback:
         check_host(args.host, _users(settings).has_keys())
@@ -124,5 +201,5 @@ def cmd_serve(args) -> int:
     except ImportError as err:
         raise ServeError(f"the server needs the 'server' extra ({err.name} is missing): "
                          "pip install 'designerbox[server]'") from None
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+    uvicorn.run(create_app(settings, broker=args.broker), host=args.host, port=args.port, log_level=args.log_level)
     return 0

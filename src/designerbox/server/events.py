@@ -5,7 +5,8 @@ Events: queued, started, progress (per sampling step, with a small preview PNG w
 works in pixels), finished, failed, cancelled, requeued. The durable state is the queue's row;
 this log only lives as long as the process, keeps the last `keep` jobs, and drops a job's
 previews but the last when it ends. Listeners (the webhook sender) are told when a job ends,
-after the event is logged and outside the log's lock; they must not block.
+after the event is logged and outside the log's lock; they must not block. Dispatchers (a cluster's
+Celery sender) are told of every "queued" event, so a job reaches a worker in another process.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class EventLog:
         self._lock = threading.Lock()
         self.wakeup = threading.Event()  # set when a job is queued, so idle workers look at once
         self.listeners: list[Callable[[str, str], None]] = []  # (job id, terminal event kind)
+        self.dispatchers: list[Callable[[str], None]] = []     # (job id) of each queued job
 
     def publish(self, job_id: str, kind: str, **data) -> None:
         with self._lock:
@@ -42,6 +44,9 @@ class EventLog:
         if kind in TERMINAL:
             for listener in self.listeners:
                 listener(job_id, kind)
+        if kind == "queued":
+            for dispatch in self.dispatchers:
+                dispatch(job_id)
 
     def since(self, job_id: str, index: int) -> list[dict]:
         with self._lock:

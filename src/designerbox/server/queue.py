@@ -15,6 +15,13 @@ job that runs again draws the same images.
 A job may carry a callback URL (webhooks.py): callback_state is "pending" until the POST is
 delivered or given up ("delivered", "failed"), so a server that stops in between sends it at start.
 A queue file from before callbacks existed gets their columns in place.
+
+Workers of a cluster (cluster.py: other processes, other hosts) hold a job under a lease: they claim
+with `lease=` seconds and renew it (`heartbeat`) while the job runs. A running job whose lease has
+run out belongs to a worker that died or lost the database: another worker may take it over
+(`claim` does, when nothing is queued; `requeue_expired` puts such jobs back in the queue). Every
+state change still checks the holder, so the late worker's result is dropped, not stored twice.
+The records live in SQLite (a file) or any database SQLAlchemy reaches by URL (PostgreSQL).
 """
 
 from __future__ import annotations
@@ -23,20 +30,21 @@ import json
 import os
 import secrets
 import socket
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from sqlalchemy import JSON, Boolean, DateTime, Integer, String, Text, create_engine, event, func, select, update
+from sqlalchemy import JSON, Boolean, DateTime, Integer, String, Text, func, select, update
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from designerbox.jobs.schema import GenerationRequest
 from designerbox.store.gallery import LOCAL_USER
-from designerbox.store.sqlite import add_missing_columns
+from designerbox.store.sqlite import add_missing_columns, open_engine
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINAL_STATES = ("succeeded", "failed", "cancelled")
 CALLBACK_COLUMNS = {"callback_url": "VARCHAR(2048)", "callback_state": "VARCHAR(16)",
-                    "callback_attempts": "INTEGER NOT NULL DEFAULT 0", "callback_error": "TEXT"}
+                    "callback_attempts": "INTEGER NOT NULL DEFAULT 0", "callback_error": "TEXT",
+                    "lease_until": "TIMESTAMP"}
 
 
 class Base(DeclarativeBase):
@@ -69,6 +77,7 @@ class JobRow(Base):
     callback_state: Mapped[str | None] = mapped_column(String(16), nullable=True)  # pending, delivered, failed
     callback_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     callback_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)  # cluster workers
 
     def public(self) -> dict:
         """As the API shows it: a succeeded job whose gallery rows are not all written yet is still "running"
@@ -124,13 +133,12 @@ def _process_alive(pid: int) -> bool:
 
 
 class JobQueue:
-    """Jobs in `path` (SQLite, WAL mode: readers do not wait for the worker's writes)."""
+    """Jobs in `path`: a SQLite file (WAL mode: readers do not wait for the worker's writes) or a SQLAlchemy
+    URL (the cluster's shared database)."""
 
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.engine = create_engine(f"sqlite:///{self.path}", connect_args={"timeout": 30})
-        event.listen(self.engine, "connect", _sqlite_pragmas)
+    def __init__(self, path: Path | str):
+        self.path = path
+        self.engine = open_engine(path, wal=True)
         Base.metadata.create_all(self.engine)
         add_missing_columns(self.engine, "jobs", CALLBACK_COLUMNS)
 
@@ -190,13 +198,16 @@ class JobQueue:
                 JobRow.state == "queued", JobRow.created_at < row.created_at))
 
     # -- a worker's side ------------------------------------------------------------------------
-    def claim(self, worker: str, device: str) -> JobRow | None:
-        """Take the next job (priority, then round-robin by user, then age); None when none is queued."""
+    def claim(self, worker: str, device: str, lease: float | None = None) -> JobRow | None:
+        """Take the next job (priority, then round-robin by user, then age); None when none is queued.
+        lease (seconds; cluster workers): hold it under a lease, and when nothing is queued take over a
+        running job whose lease ran out (its worker died)."""
+        lease_until = None if lease is None else _now() + timedelta(seconds=lease)
         for _ in range(20):  # another worker may take our pick between select and update: pick again
             with Session(self.engine) as s:
                 top = s.scalar(select(func.max(JobRow.priority)).where(JobRow.state == "queued"))
                 if top is None:
-                    return None
+                    return None if lease is None else self._take_over(worker, device, lease_until)
                 users = s.scalars(select(JobRow.user).where(JobRow.state == "queued", JobRow.priority == top)
                                   .distinct()).all()
                 served = dict(s.execute(select(JobRow.user, func.max(JobRow.started_at))
@@ -208,17 +219,45 @@ class JobQueue:
                                   .order_by(JobRow.created_at, JobRow.id).limit(1))
                 done = s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.state == "queued").values(
                     state="running", worker=worker, device=device, started_at=_now(), step=0,
-                    attempts=JobRow.attempts + 1, error=None))
+                    attempts=JobRow.attempts + 1, error=None, lease_until=lease_until))
                 s.commit()
                 if done.rowcount == 1:
                     return s.get(JobRow, job_id)
         return None
 
-    def progress(self, job_id: str, worker: str, step: int, total: int | None) -> None:
+    def _take_over(self, worker: str, device: str, lease_until: datetime) -> JobRow | None:
+        """The oldest running job whose lease ran out, now held by `worker` (compare-and-set on the old holder)."""
+        with Session(self.engine) as s:
+            for row in s.scalars(select(JobRow).where(JobRow.state == "running", JobRow.lease_until < _now())
+                                 .order_by(JobRow.priority.desc(), JobRow.created_at)).all():
+                done = s.execute(update(JobRow).where(JobRow.id == row.id, JobRow.state == "running",
+                                                      JobRow.worker == row.worker, JobRow.lease_until < _now())
+                                 .values(worker=worker, device=device, started_at=_now(), step=0,
+                                         attempts=JobRow.attempts + 1, lease_until=lease_until))
+                s.commit()
+                if done.rowcount == 1:
+                    return s.get(JobRow, row.id)
+        return None
+
+    def heartbeat(self, job_id: str, worker: str, lease: float) -> bool | None:
+        """Renew the worker's lease on a running job; returns whether a cancel was asked for, None when the
+        worker no longer holds the job (it was taken over: its result will be dropped)."""
+        with Session(self.engine) as s:
+            done = s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.worker == worker,
+                                                  JobRow.state == "running")
+                             .values(lease_until=_now() + timedelta(seconds=lease)))
+            s.commit()
+            if done.rowcount != 1:
+                return None
+            return bool(s.scalar(select(JobRow.cancel_requested).where(JobRow.id == job_id)))
+
+    def progress(self, job_id: str, worker: str, step: int, total: int | None) -> bool:
+        """Record the step; returns whether a cancel was asked for (a worker in another process learns it here)."""
         with Session(self.engine) as s:
             s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.worker == worker, JobRow.state == "running")
                       .values(step=step, total_steps=total))
             s.commit()
+            return bool(s.scalar(select(JobRow.cancel_requested).where(JobRow.id == job_id)))
 
     def finish(self, job_id: str, worker: str, images: list[dict]) -> bool:
         """running -> succeeded, only while this worker still holds the job; False if it does not."""
@@ -232,7 +271,7 @@ class JobQueue:
 
     def release(self, job_id: str, worker: str) -> bool:
         """running -> queued: the worker stops before the job is done (server shutting down)."""
-        return self._move(job_id, worker, "queued", worker=None, step=0)
+        return self._move(job_id, worker, "queued", worker=None, step=0, lease_until=None)
 
     def mark_stored(self, job_id: str) -> None:
         with Session(self.engine) as s:
@@ -290,6 +329,23 @@ class JobQueue:
             s.commit()
         return ids
 
+    def requeue_expired(self) -> list[str]:
+        """Put back in the queue every running job whose lease ran out (a cluster worker that died), on any host."""
+        ids = []
+        with Session(self.engine) as s:
+            for row in s.scalars(select(JobRow).where(JobRow.state == "running", JobRow.lease_until < _now())).all():
+                done = s.execute(update(JobRow).where(JobRow.id == row.id, JobRow.state == "running",
+                                                      JobRow.worker == row.worker, JobRow.lease_until < _now())
+                                 .values(state="queued", worker=None, step=0, lease_until=None))
+                if done.rowcount == 1:
+                    ids.append(row.id)
+            s.commit()
+        return ids
+
+    def queued_ids(self) -> list[str]:
+        with Session(self.engine) as s:
+            return list(s.scalars(select(JobRow.id).where(JobRow.state == "queued").order_by(JobRow.created_at)))
+
     def callback_result(self, job_id: str, state: str, attempts: int, error: str | None = None) -> None:
         """Record a callback's delivery: state "pending" (will be tried again), "delivered" or "failed"."""
         with Session(self.engine) as s:
@@ -307,13 +363,6 @@ class JobQueue:
         """Succeeded jobs whose images are not yet all in the gallery (the process died in between)."""
         with Session(self.engine) as s:
             return list(s.scalars(select(JobRow).where(JobRow.state == "succeeded", JobRow.stored.is_(False))).all())
-
-
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
-    cur = dbapi_connection.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across a process crash
-    cur.close()
 
 
 def dumps(row: JobRow) -> str:

@@ -8,6 +8,10 @@ Per job:
   3. write each PNG under its sha256 (temporary name, then rename), then mark the job succeeded
      (only if this worker still holds it), then add the gallery rows and mark the job stored:
      a crash between any two steps leaves nothing half-done (see `store_unfinished`)
+
+The same Worker runs jobs in a cluster worker process (cluster.py), with `lease` set: it claims under a
+lease and a heartbeat thread renews it while the job runs (and reads cancel requests made through the
+database); its events go to the API process through Redis.
 """
 
 from __future__ import annotations
@@ -64,11 +68,13 @@ def preview_png(preview: torch.Tensor | None) -> str | None:
 class Worker:
     """Runs jobs on one device until stopped."""
 
-    def __init__(self, studio: Studio, queue: JobQueue, events: EventLog, poll_seconds: float = 1.0):
+    def __init__(self, studio: Studio, queue: JobQueue, events: EventLog, poll_seconds: float = 1.0,
+                 lease: float | None = None):
         self.studio, self.queue, self.events = studio, queue, events
         self.device = studio.device
         self.name = worker_name()
         self.poll_seconds = poll_seconds
+        self.lease = lease  # seconds (cluster workers): claim under a lease, renewed while a job runs
         self.current: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -84,9 +90,12 @@ class Worker:
         if self._thread is not None:
             self._thread.join(timeout)
 
+    def claim(self) -> JobRow | None:
+        return self.queue.claim(self.name, self.device, lease=self.lease)
+
     def run(self) -> None:
         while not self._stop.is_set():
-            job = self.queue.claim(self.name, self.device)
+            job = self.claim()
             if job is None:
                 self.events.wakeup.wait(self.poll_seconds)
                 self.events.wakeup.clear()
@@ -96,6 +105,10 @@ class Worker:
     def run_job(self, job: JobRow) -> None:
         self.current = job.id
         self.events.publish(job.id, "started", attempt=job.attempts, device=self.device)
+        done = threading.Event()
+        if self.lease is not None:
+            threading.Thread(target=self._keep_lease, args=(job.id, done), daemon=True,
+                             name=f"designerbox-lease-{job.id}").start()
         try:
             images = self._generate(job)
         except JobCancelled:
@@ -112,8 +125,20 @@ class Worker:
         else:
             self._store(job, images)
         finally:
+            done.set()
             self.events.clear_cancel(job.id)
             self.current = None
+
+    def _keep_lease(self, job_id: str, done: threading.Event) -> None:
+        """Renew the lease a third of its length before it runs out, until the job is done."""
+        while not done.wait(self.lease / 3):
+            try:
+                cancel = self.queue.heartbeat(job_id, self.name, self.lease)
+            except Exception:  # noqa: BLE001 - a database hiccup: try again at the next beat; the lease has slack
+                log.warning("job %s: could not renew the lease", job_id, exc_info=True)
+                continue
+            if cancel:
+                self.events.request_cancel(job_id)
 
     def _failed(self, job: JobRow, message: str) -> None:
         self.queue.fail(job.id, self.name, message)
@@ -131,7 +156,8 @@ class Worker:
             self.events.publish(job.id, "progress", step=step, total=total, preview=preview_png(info.get("preview")))
             now = time.monotonic()
             if now - last_write > DB_PROGRESS_SECONDS or step == total:
-                self.queue.progress(job.id, self.name, step, total)
+                if self.queue.progress(job.id, self.name, step, total):  # cancelled through the database
+                    self.events.request_cancel(job.id)
                 last_write = now
             if self.events.cancel_requested(job.id):
                 raise JobCancelled()

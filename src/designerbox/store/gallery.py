@@ -12,12 +12,12 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import JSON, DateTime, Integer, String, Text, create_engine, select
+from sqlalchemy import JSON, DateTime, Integer, String, Text, select
 from sqlalchemy import delete as sa_delete
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from designerbox.store.png_metadata import write_atomic
-from designerbox.store.sqlite import add_missing_columns
+from designerbox.store.sqlite import add_missing_columns, open_engine
 
 LOCAL_USER = "local"  # the one user of single-user mode (no API keys), and the owner of older rows
 
@@ -52,12 +52,13 @@ class UnknownImageError(KeyError):
 
 
 class Gallery:
-    """Images under `root/images/ab/<sha256>.png`, records in `root/gallery.sqlite`."""
+    """Images under `root/images/ab/<sha256>.png`, records in `root/gallery.sqlite` or, given `database`
+    (a SQLAlchemy URL), in that database's "images" table: a cluster's workers and API share both."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, database: str | None = None):
         self.root = Path(root)
         (self.root / "images").mkdir(parents=True, exist_ok=True)
-        self.engine = create_engine(f"sqlite:///{self.root / 'gallery.sqlite'}")
+        self.engine = open_engine(database or self.root / "gallery.sqlite")
         Base.metadata.create_all(self.engine)  # new files; an older file keeps its table, so:
         add_missing_columns(self.engine, "images", {"owner": f"VARCHAR(64) NOT NULL DEFAULT '{LOCAL_USER}'"},
                             index=True)

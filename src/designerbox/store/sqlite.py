@@ -1,8 +1,44 @@
-"""Small SQLite helpers shared by the stores: opening an engine, adding columns to old files in place."""
+"""Small database helpers shared by the stores: opening an engine (a SQLite file, or any SQLAlchemy URL:
+PostgreSQL for a cluster), adding columns to old files in place."""
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, inspect, text
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy.engine import make_url
+
+
+def open_engine(target: str | Path, wal: bool = False) -> Engine:
+    """An engine for a SQLite file (a Path, or a str without "://") or a SQLAlchemy URL.
+
+    SQLite waits up to 30 s for another process's write (several processes share the files); wal: the
+    file in WAL mode (readers do not wait for writers). PostgreSQL sessions run in UTC, as the stores keep
+    naive UTC datetimes."""
+    if isinstance(target, Path) or "://" not in str(target):
+        path = Path(target)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        target = f"sqlite:///{path}"
+    try:
+        url = make_url(str(target))
+    except Exception as err:  # noqa: BLE001 - SQLAlchemy raises ArgumentError or ValueError here
+        raise ValueError(f"not a database URL: {target!r} ({err}); use sqlite:///PATH or "
+                         "postgresql+psycopg://USER:PASSWORD@HOST/DB") from None
+    if url.get_backend_name() == "sqlite":
+        engine = create_engine(url, connect_args={"timeout": 30})
+        if wal:
+            event.listen(engine, "connect", _sqlite_wal)
+        return engine
+    if url.get_backend_name() == "postgresql":
+        return create_engine(url, pool_pre_ping=True, connect_args={"options": "-c timezone=utc"})
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _sqlite_wal(dbapi_connection, _record) -> None:
+    cur = dbapi_connection.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across a process crash
+    cur.close()
 
 
 def add_missing_columns(engine: Engine, table: str, columns: dict[str, str], index: bool = False) -> list[str]:

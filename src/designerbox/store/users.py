@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import DateTime, ForeignKey, Integer, String, create_engine, select, update
+from sqlalchemy import DateTime, ForeignKey, Integer, String, select, update
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from designerbox.store.sqlite import open_engine
 
 ROLES = ("admin", "user")
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
@@ -100,10 +102,10 @@ def _iso(t: datetime | None) -> str | None:
 
 
 class UserStore:
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.engine = create_engine(f"sqlite:///{self.path}", connect_args={"timeout": 30})
+    def __init__(self, path: Path | str):
+        """path: a SQLite file, or a SQLAlchemy URL (the cluster's shared database)."""
+        self.path = path
+        self.engine = open_engine(path)
         Base.metadata.create_all(self.engine)
 
     # -- users ------------------------------------------------------------------------------------
