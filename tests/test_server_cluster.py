@@ -150,3 +150,56 @@ def test_bad_broker_and_database_are_refused_naming_the_valid_forms(tmp_path):
                             "--database must be a SQLAlchemy URL")]:
         out = subprocess.run([str(exe), *args], env=env, capture_output=True, text=True, timeout=60)
         assert out.returncode != 0 and expected in out.stderr, (args, out.stderr)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request, tmp_path):
+    """The records' database: a SQLite file, and PostgreSQL when DESIGNERBOX_TEST_POSTGRES names an empty
+    database to use (postgresql+psycopg://USER@HOST:PORT/DB; its tables are dropped after)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'records.sqlite'}"
+        return
+    url = os.environ.get("DESIGNERBOX_TEST_POSTGRES")
+    if not url:
+        pytest.skip("set DESIGNERBOX_TEST_POSTGRES=postgresql+psycopg://USER@HOST:PORT/DB to run on PostgreSQL")
+    yield url
+    from sqlalchemy import create_engine, text
+
+    with create_engine(url).begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS jobs, images, keys, users CASCADE"))
+
+
+def test_a_lease_that_runs_out_is_taken_over_and_the_old_holder_cannot_finish(database, tmp_path):
+    from designerbox.jobs.schema import GenerationRequest
+    from designerbox.server.queue import JobQueue
+    from designerbox.settings import Settings
+    from designerbox.studio import Studio
+
+    queue = JobQueue(database)
+    low = queue.submit(GenerationRequest(prompt="low"), user="ada")
+    high = queue.submit(GenerationRequest(prompt="high"), user="bo", priority=1)
+    first = queue.claim("host:1:a", "cuda:0", lease=0.3)
+    assert first.id == high.id and first.lease_until is not None           # priority first, under a lease
+    assert queue.claim("host:2:b", "cuda:1", lease=30).id == low.id
+    assert queue.claim("host:3:c", "cuda:2", lease=30) is None             # nothing queued, no lease expired
+    time.sleep(0.5)
+    taken = queue.claim("host:3:c", "cuda:2", lease=30)                    # host:1 stopped renewing
+    assert (taken.id, taken.attempts, taken.worker) == (high.id, 2, "host:3:c")
+    assert queue.heartbeat(high.id, "host:1:a", 30) is None                # the old holder learns it lost it
+    assert not queue.finish(high.id, "host:1:a", []) and queue.finish(high.id, "host:3:c", [])
+    assert queue.get(high.id).state == "succeeded" and queue.get(high.id).attempts == 2
+    assert queue.heartbeat(low.id, "host:2:b", 30) is False
+    queue.cancel(low.id)
+    assert queue.heartbeat(low.id, "host:2:b", 30) is True and queue.progress(low.id, "host:2:b", 1, 2) is True
+    # the API's reaper: a running job whose lease ran out goes back to the queue, once
+    lost = queue.submit(GenerationRequest(prompt="lost"))
+    queue.claim("host:4:d", "cpu", lease=0.2)
+    time.sleep(0.4)
+    assert queue.requeue_expired() == [lost.id] and queue.requeue_expired() == []
+    assert queue.queued_ids() == [lost.id] and queue.get(lost.id).worker is None
+    # gallery rows in the same database; seeds reach 2**32 - 1
+    studio = Studio(Settings(home=tmp_path / "home", device="cpu", cache_mb=512, database=database,
+                             images=tmp_path / "shared"))
+    studio.generate(GenerationRequest(prompt="a shared pear", seed=2**32 - 1, **FAST))
+    [row] = studio.gallery.list(search="SHARED PEAR")
+    assert row.seed == 2**32 - 1 and (tmp_path / "shared" / row.path).is_file()

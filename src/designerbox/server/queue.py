@@ -233,7 +233,8 @@ class JobQueue:
                 done = s.execute(update(JobRow).where(JobRow.id == row.id, JobRow.state == "running",
                                                       JobRow.worker == row.worker, JobRow.lease_until < _now())
                                  .values(worker=worker, device=device, started_at=_now(), step=0,
-                                         attempts=JobRow.attempts + 1, lease_until=lease_until))
+                                         attempts=JobRow.attempts + 1, lease_until=lease_until)
+                                 .execution_options(synchronize_session=False))  # PostgreSQL: aware vs naive
                 s.commit()
                 if done.rowcount == 1:
                     return s.get(JobRow, row.id)
@@ -336,7 +337,8 @@ class JobQueue:
             for row in s.scalars(select(JobRow).where(JobRow.state == "running", JobRow.lease_until < _now())).all():
                 done = s.execute(update(JobRow).where(JobRow.id == row.id, JobRow.state == "running",
                                                       JobRow.worker == row.worker, JobRow.lease_until < _now())
-                                 .values(state="queued", worker=None, step=0, lease_until=None))
+                                 .values(state="queued", worker=None, step=0, lease_until=None)
+                                 .execution_options(synchronize_session=False))
                 if done.rowcount == 1:
                     ids.append(row.id)
             s.commit()
