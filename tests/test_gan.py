@@ -230,6 +230,27 @@ def test_train_resume_export_and_load(dataset, tmp_path, home):
     assert img.image.size == (16, 16) and img.record["model"]["sha256"] == manifest["files"][0]["sha256"]
 
 
+def test_a_new_run_can_start_from_the_shipped_weights(dataset, tmp_path):
+    """What the GPU recipe does (scripts/gpu/train_gan.sh): no run checkpoint travels, so a new run dir
+    starts the generator and its EMA from the model folder's weights and the step count from its
+    training.json, with a fresh discriminator."""
+    from safetensors.torch import load_file
+
+    model_dir = tmp_path / "new-gan"
+    cfg = GANTrainConfig(data=str(dataset), model_dir=str(model_dir), run_dir=str(tmp_path / "run-a"),
+                         generator=TINY_GAN, d_channels=TINY_D, d_features=16, resolution=16, batch_size=4,
+                         max_steps=3, log_every=1, r1_every=2, samples=0)
+    train(cfg, log=lambda *_: None)
+    shipped = load_file(str(model_dir / "model.safetensors"))
+    logs = []
+    state = train(GANTrainConfig(**{**cfg.__dict__, "run_dir": str(tmp_path / "run-b"), "max_steps": 4,
+                                    "from_weights": True, "lr_g": 0.0, "lr_d": 0.0}), log=logs.append)
+    assert any("started the generator from" in str(line) for line in logs)
+    assert state["step"] == 4 and state["runs"][-1]["start_step"] == 3 and len(state["runs"]) == 2
+    after = load_file(str(model_dir / "model.safetensors"))  # lr 0: the EMA of unchanged weights is the start
+    assert all(torch.allclose(after[k].float(), shipped[k].float(), atol=1e-3) for k in shipped)
+
+
 def test_eval_scores_a_gan_like_a_diffusion_model(gan_home, tmp_path, capsys):
     """`designerbox eval` takes either text-to-image family; the record shows no sampler for a GAN."""
     from designerbox.models.evaluator import EvalEncoder

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Train the text-conditioned GAN (dbx-gan) on the rented GPU machine (no package index there, 64 MiB
-# in, 8 files of 16 MiB out). A fresh run from random weights with the committed generator config
-# (src/designerbox/weights/$MODEL/config.json): the CPU run's discriminator and optimiser states
-# (~60 MB) are too large to travel, and a GAN does not resume well without them.
+# in, 8 files of 16 MiB out). It resumes from the committed generator (src/designerbox/weights/$MODEL:
+# config.json, model.safetensors, training.json) with a fresh discriminator and optimisers
+# (GANTrainConfig.from_weights): the CPU run's discriminator and optimiser states (~60 MB) are too
+# large to travel. FRESH=1 starts from random weights instead.
 #
 # Prepare here (once per checkout):
 #   .venv/bin/designerbox data build --out data/full-v1            # if not built yet (~6 min)
@@ -28,11 +29,14 @@ export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 rm -rf /tmp/model /tmp/run && mkdir -p /tmp/model
 cp "src/designerbox/weights/$MODEL/config.json" "src/designerbox/weights/$MODEL/manifest.json" /tmp/model/
+if [ "${FRESH:-0}" != 1 ]; then
+    cp "src/designerbox/weights/$MODEL/model.safetensors" "src/designerbox/weights/$MODEL/training.json" /tmp/model/
+fi
 python3 - <<PY 2>&1 | tee "$OUT/train.log"
 from designerbox.training.train_gan import GANTrainConfig, train
 train(GANTrainConfig(data="$DATA", model_dir="/tmp/model", run_dir="/tmp/run", minutes=$MINUTES, batch_size=$BATCH,
                      d_channels=(16, 32, 64, 128, 256), device="${DEVICE:-cuda}", checkpoint_minutes=2,
-                     log_every=500, samples=8))
+                     log_every=500, samples=8, from_weights="${FRESH:-0}" != "1"))
 PY
 mkdir -p "$OUT/model"
 cp /tmp/model/model.safetensors /tmp/model/training.json /tmp/model/manifest.json /tmp/run/log.jsonl "$OUT/model/"

@@ -73,6 +73,8 @@ class GANTrainConfig:
     checkpoint_minutes: float = 5.0
     log_every: int = 20
     samples: int = 8               # captions in the sample grid written at each checkpoint (0: none)
+    from_weights: bool = False     # no run checkpoint: start the generator (and its EMA) from the model
+                                   # folder's weights, with a fresh discriminator (what travels to a GPU)
     export: bool = True            # write the EMA generator into model_dir at every checkpoint
 
 
@@ -151,6 +153,16 @@ def train(cfg: GANTrainConfig, log=print) -> dict:
         load_optimizer_tensors(opt_g, names_g, load_file(str(run_dir / "optim_g.safetensors")))
         load_optimizer_tensors(opt_d, names_d, load_file(str(run_dir / "optim_d.safetensors")))
         log(f"resumed {run_dir} at step {state['step']}")
+    elif cfg.from_weights and (model_dir / GAN_WEIGHTS).exists():
+        # the shipped EMA weights start both the trained generator and its EMA; the discriminator and
+        # the optimisers start fresh (their states stay with the run that made them)
+        weights = {k: v.float() for k, v in load_file(str(model_dir / GAN_WEIGHTS)).items()}
+        gen.load_state_dict(weights)
+        ema = {k: v.to(device) for k, v in weights.items()}
+        prior = model_dir / "training.json"
+        if prior.exists():
+            state.update({k: v for k, v in json.loads(prior.read_text()).items() if k in state})
+        log(f"started the generator from {model_dir / GAN_WEIGHTS} (step {state['step']}), fresh discriminator")
     else:
         ema = {k: v.detach().clone().float() for k, v in gen.state_dict().items()}
     params = [p for _, p in gen.named_parameters()]
