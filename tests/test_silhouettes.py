@@ -195,3 +195,18 @@ def test_build_keeps_heldout_concepts_out_across_sources(tmp_path):
     rows = [{"label": m["label"], "style": m["style"]} for m in meta]
     data.assign_splits(rows)
     assert [r["split"] for r in rows] == [m["split"] for m in meta]
+
+
+def test_silhouettes_leave_the_heldout_pairs_as_they_were():
+    """A concept drawn in 2 styles plus silhouettes gets no held-out pair; one whose pair would
+    change with the silhouette style keeps the pair it had without it."""
+    styles = ["3d", "emoji", "flat emoji", "flat icon", "clip art"]
+    label = next(f"thing {i}" for i in range(5000) if data.heldout_pair_style(f"thing {i}", styles[:2] + ["silhouette"]))
+    meta = [{"label": label, "style": s} for s in styles[:2] + ["silhouette"]]
+    assert data.assign_splits(meta) == [] and {m["split"] for m in meta} == {data.split_of(label)}
+    moved = next(f"thing {i}" for i in range(5000) if data.heldout_pair_style(f"thing {i}", styles) and
+                 data.heldout_pair_style(f"thing {i}", styles + ["silhouette"]) == "silhouette")
+    before = [{"label": moved, "style": s} for s in styles]
+    after = [dict(m) for m in before] + [{"label": moved, "style": "silhouette"}]
+    assert data.assign_splits(before) == data.assign_splits(after) == [(moved, data.heldout_pair_style(moved, styles))]
+    assert after[-1]["split"] == "train"
