@@ -493,7 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("data", help="training data")
     dsub = d.add_subparsers(dest="action", required=True)
     db = dsub.add_parser("build", help="fetch the labelled image sets and write the captioned dataset")
-    db.add_argument("--out", default="data/full-v1")
+    db.add_argument("--out", default="data/full-v2")  # full-v1: the same sources without silhouettes
     db.add_argument("--sources", help="comma-separated subset of: fluent3d, noto, twemoji, fluent-flat, openclipart, "
                                       "fluent-color, iconify, avatars, silhouettes (default: all)")
     db.add_argument("--size", type=int, default=64)
