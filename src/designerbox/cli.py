@@ -301,97 +301,6 @@ def cmd_sheet(args) -> int:
     return 0
 
 
-def cmd_data(args) -> int:
-    from designerbox.settings import Settings
-    from designerbox.training import data
-
-    if args.action == "shard":
-        from designerbox.training.shard import write_shard
-
-        if not (Path(args.data) / "meta.jsonl").is_file():
-            raise CLIError(f"no dataset at {args.data}: build one with `designerbox data build --out {args.data}`, "
-                           "or name another with --data")
-
-        print(json.dumps(write_shard(Path(args.data), Path(args.out), resolution=args.resolution,
-                                     max_images=args.max_images), indent=2))
-        return 0
-
-    sources = tuple(args.sources.split(",")) if args.sources else data.DEFAULT_SOURCES
-    stats = data.build(Path(args.out), Settings.from_env().home / "cache", sources=sources, size=args.size,
-                       limit=args.limit, iconify_per_set=args.iconify_per_set, iconify_total=args.iconify_total,
-                       n_avatars=args.avatars, seed=args.seed, silhouette_total=args.silhouettes,
-                       silhouette_per_label=args.silhouettes_per_label)
-    print(data.summary(stats))
-    print(f"all counts: {Path(args.out) / 'stats.json'}")
-    return 0
-
-
-def cmd_train(args) -> int:
-    from designerbox.training.train_diffusion import TrainConfig, train
-
-    cfg = TrainConfig(data=args.data, model_dir=args.model_dir, run_dir=args.run_dir, minutes=args.minutes,
-                      max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr, device=args.device,
-                      threads=args.threads, checkpoint_minutes=args.checkpoint_minutes)
-    train(cfg)
-    return 0
-
-
-def cmd_gan(args) -> int:
-    """GAN tools: train (resumable), interpolate between two (prompt, seed) ends, variations of one image."""
-    if args.action == "train":
-        from designerbox.training.train_gan import GANTrainConfig, train
-
-        generator = {"channels": args.channels} if args.channels else {}
-        train(GANTrainConfig(data=args.data, model_dir=args.model_dir, run_dir=args.run_dir, generator=generator,
-                             minutes=args.minutes, max_steps=args.max_steps, batch_size=args.batch_size,
-                             device=args.device, threads=args.threads, checkpoint_minutes=args.checkpoint_minutes))
-        return 0
-    from designerbox.store.png_metadata import read_record, write_atomic
-    from designerbox.studio import Studio
-    from designerbox.tools import gan_latents
-
-    out = Path(args.output)
-    if out.suffix.lower() not in (".png", ".gif"):
-        raise CLIError(f"output {out} must end in .png (a strip) or .gif (an animation)")
-    _check_writable(out)
-    model_id, prompt, seed, truncation = args.model, args.prompt, args.seed, args.truncation
-    if getattr(args, "source", None):  # variations of a recorded image: its model, caption, seed, psi
-        if prompt:
-            raise CLIError("give a prompt or --from IMAGE, not both")
-        record = read_record(Path(args.source))
-        model_id, prompt, seed = model_id or record["model"]["id"], record["conditioning"]["prompt"], record["seed"]
-        truncation = truncation if truncation is not None else record["request"].get("truncation")
-    if not prompt:
-        raise CLIError("a prompt is needed" + (" (or --from IMAGE)" if args.action == "variations" else ""))
-    manifest, model = Studio().model(model_id or DEFAULT_GAN)
-    if args.action == "interpolate":
-        seeds = args.seeds or [0, 1]
-        frames, record = gan_latents.interpolation(manifest, model, (prompt, args.to or prompt), (seeds[0], seeds[-1]),
-                                                   args.frames, truncation)
-    else:
-        frames, record = gan_latents.variations(manifest, model, prompt, seed or 0, args.n, args.strength, truncation)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(out, gan_latents.encode_frames(frames, record, out.suffix.lower()[1:], scale=args.scale))
-    print(out)
-    return 0
-
-
-DEFAULT_GAN = "dbx-gan-v0"
-
-
-def cmd_eval(args) -> int:
-    from designerbox.studio import Studio
-    from designerbox.training.evaluate import evaluate, format_table
-
-    quiet = args.json
-    sampling = {k: v for k, v in (("steps", args.steps), ("sampler", args.sampler), ("schedule", args.schedule),
-                                  ("cfg_scale", args.cfg)) if v is not None}
-    result = evaluate(Studio(), args.model, evaluator_id=args.evaluator, data=Path(args.data), n=args.n,
-                      seed=args.seed, sampling=sampling, log=(lambda _: None) if quiet else (lambda m: print(m, file=sys.stderr)))
-    print(json.dumps(result, indent=2) if args.json else format_table(result))
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="designerbox", description="DesignerBox: a self-hosted AI image studio")
     sub = p.add_subparsers(dest="command", required=True)
@@ -490,86 +399,13 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("-o", "--output", default="outputs/sheet.png")
     sh.set_defaults(func=cmd_sheet, n=None)
 
-    d = sub.add_parser("data", help="training data")
-    dsub = d.add_subparsers(dest="action", required=True)
-    db = dsub.add_parser("build", help="fetch the labelled image sets and write the captioned dataset")
-    db.add_argument("--out", default="data/full-v2")  # full-v1: the same sources without silhouettes
-    db.add_argument("--sources", help="comma-separated subset of: fluent3d, noto, twemoji, fluent-flat, openclipart, "
-                                      "fluent-color, iconify, avatars, silhouettes (default: all)")
-    db.add_argument("--size", type=int, default=64)
-    db.add_argument("--limit", type=int, help="at most this many images per source (quick trials)")
-    db.add_argument("--iconify-per-set", type=int, default=1500, help="at most this many icons per iconify set")
-    db.add_argument("--iconify-total", type=int, default=20000, help="at most this many iconify icons in all")
-    db.add_argument("--silhouettes", type=int, default=8000, help="at most this many tinted monochrome icons")
-    db.add_argument("--silhouettes-per-label", type=int, default=16,
-                    help="at most this many tinted monochrome icons of one label")
-    db.add_argument("--avatars", type=int, default=3000, help="how many avatars to draw")
-    db.add_argument("--seed", type=int, default=0, help="seed of the avatar attributes")
-    ds = dsub.add_parser("shard", help="a compact training shard (images + caption embeddings) for a GPU machine")
-    ds.add_argument("--data", default="data/full-v1")
-    ds.add_argument("--out", default="shard/full-v1-32")
-    ds.add_argument("--resolution", type=int, default=32)
-    ds.add_argument("--max-images", type=int, default=0, help="a seeded random subset of the training split "
-                    "(0: all); 12000 makes a 64px shard of 43 MiB")
-    d.set_defaults(func=cmd_data)
+    from designerbox.cli_train import add_parsers as add_training_parsers  # data, train, eval
 
-    t = sub.add_parser("train", help="train the built-in diffusion model (resumable)")
-    t.add_argument("--data", default="data/full-v1")
-    t.add_argument("--model-dir", required=True, help="model folder with unet/config.json and scheduler/")
-    t.add_argument("--run-dir", required=True, help="checkpoints of this run; resumed when present")
-    t.add_argument("--minutes", type=float, default=60)
-    t.add_argument("--max-steps", type=int, default=0)
-    t.add_argument("--batch-size", type=int, default=64)
-    t.add_argument("--lr", type=float, default=5e-4)
-    t.add_argument("--device", default="auto")
-    t.add_argument("--threads", type=int, default=0)
-    t.add_argument("--checkpoint-minutes", type=float, default=10)
-    t.set_defaults(func=cmd_train)
+    add_training_parsers(sub)
 
-    e = sub.add_parser("eval", help="score a text-to-image model: prompt adherence, FD-dbx, originality")
-    e.add_argument("model", help="a text-to-image model id, e.g. dbx-base-v1")
-    e.add_argument("--n", type=int, default=100, help="held-out captions, one image each (default 100)")
-    e.add_argument("--seed", type=int, default=0, help="image i is drawn with seed S + i")
-    e.add_argument("--evaluator", default="dbx-eval-v1", help="the evaluator model id")
-    e.add_argument("--data", default="data/full-v1", help="the dataset folder (held-out and training images)")
-    e.add_argument("--steps", type=int, help="sampling steps (default: the model's)")
-    e.add_argument("--sampler", help="euler, euler_a, heun, dpmpp_2m, dpmpp_2m_sde, ddim (default: the model's)")
-    e.add_argument("--schedule", help="karras, exponential, simple (default: the model's)")
-    e.add_argument("--cfg", type=float, help="classifier-free guidance scale (default: the model's)")
-    e.add_argument("--json", action="store_true")
-    e.set_defaults(func=cmd_eval)
+    from designerbox.cli_gan import add_parsers as add_gan_parsers  # gan train | interpolate | variations
 
-    gn = sub.add_parser("gan", help="GAN tools: train, interpolate, variations")
-    gsub = gn.add_subparsers(dest="action", required=True)
-    for name, helptext in (("interpolate", "a strip (.png) or animation (.gif) from one (prompt, seed) to another"),
-                           ("variations", "an image and small moves around its latent, as a strip or animation")):
-        gi = gsub.add_parser(name, help=helptext)
-        gi.add_argument("prompt", nargs="?")
-        gi.add_argument("--model", help=f"a GAN model id (default {DEFAULT_GAN})")
-        gi.add_argument("--truncation", type=float, help="truncation psi (default: the model's)")
-        gi.add_argument("--scale", type=int, default=2, help="enlarge each frame this many times (nearest)")
-        gi.add_argument("-o", "--output", default=f"outputs/gan-{name}.png", help="a .png strip or a .gif")
-    gi = gsub.choices["interpolate"]
-    gi.add_argument("--to", help="the prompt at the other end (default: the same prompt)")
-    gi.add_argument("--seeds", type=int, nargs=2, metavar=("A", "B"), help="the seeds at the two ends (default 0 1)")
-    gi.add_argument("--frames", type=int, default=8)
-    gv = gsub.choices["variations"]
-    gv.add_argument("--from", dest="source", metavar="IMAGE", help="vary the image this PNG records")
-    gv.add_argument("--seed", type=int, help="the seed of the image to vary (default 0)")
-    gv.add_argument("-n", type=int, default=7, help="how many variations")
-    gv.add_argument("--strength", type=float, default=0.3, help="0: the same image .. 1: unrelated images")
-    gt = gsub.add_parser("train", help="train a text-conditioned GAN (resumable; exports at every checkpoint)")
-    gt.add_argument("--data", default="data/full-v1")
-    gt.add_argument("--model-dir", required=True, help="model folder (created when it has no config.json)")
-    gt.add_argument("--run-dir", required=True, help="checkpoints of this run; resumed when present")
-    gt.add_argument("--channels", type=int, nargs="+", help="generator channels at 4x4, 8x8, ... (new folders)")
-    gt.add_argument("--minutes", type=float, default=60)
-    gt.add_argument("--max-steps", type=int, default=0)
-    gt.add_argument("--batch-size", type=int, default=32)
-    gt.add_argument("--device", default="auto")
-    gt.add_argument("--threads", type=int, default=0)
-    gt.add_argument("--checkpoint-minutes", type=float, default=5)
-    gn.set_defaults(func=cmd_gan, seed=None, source=None)
+    add_gan_parsers(sub)
 
     from designerbox.server.cli import add_parser as add_serve_parser  # the server keeps its own options
 
