@@ -3,7 +3,7 @@
 # 8 files of 16 MiB out). It resumes from the committed weights in src/designerbox/weights/.
 #
 # Prepare here (once per checkout):
-#   .venv/bin/designerbox data build --out data/full-v1            # if not built yet (~6 min)
+#   .venv/bin/designerbox data build --out data/full-v1 --sources fluent3d,noto,twemoji,fluent-flat,openclipart,fluent-color,iconify,avatars            # if not built yet (~6 min)
 #   .venv/bin/designerbox data shard --data data/full-v1 --out shard/full-v1-32   # 44 MB
 #   echo /.whl/ >> .git/info/exclude
 #   .venv/bin/pip download --no-deps --only-binary=:all: -d .whl diffusers==0.42.1 importlib_metadata==10.2.0

@@ -6,7 +6,7 @@
 # large to travel. FRESH=1 starts from random weights instead.
 #
 # Prepare here (once per checkout):
-#   .venv/bin/designerbox data build --out data/full-v1            # if not built yet (~6 min)
+#   .venv/bin/designerbox data build --out data/full-v1 --sources fluent3d,noto,twemoji,fluent-flat,openclipart,fluent-color,iconify,avatars            # if not built yet (~6 min)
 #   .venv/bin/designerbox data shard --data data/full-v1 --out shard/full-v1-64-12k --resolution 64 --max-images 12000
 # The shard is 42.7 MiB: 12,000 of the 27,610 training images (a seeded random subset; all of them
 # at 64px would be ~110 MB compressed) with the 6-bit embeddings of their 28k distinct captions.
