@@ -436,6 +436,8 @@ def test_lora_errors_name_the_problem(tiny_sd, sd_home, tmp_path, capsys):
     assert "no LoRA named 'nope'" in err and "other-family, style" in err
     assert main(["generate", "a cat <lora:other-family:1>", *args]) != 0
     assert "does not fit this model" in capsys.readouterr().err
+    assert main(["generate", "a cat <lora:../../models/tiny-folder/unet/diffusion_pytorch_model>", *args]) != 0
+    assert "is not a LoRA name" in capsys.readouterr().err  # no way out of the loras folder
     assert main(["generate", "a cat <lora:style:strong>", *args]) != 0
     assert "strength must be a number" in capsys.readouterr().err
     assert main(["generate", "a cat <lora:style>", "--steps", "1", "-o", str(tmp_path), "--no-gallery"]) != 0

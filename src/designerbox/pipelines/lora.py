@@ -55,6 +55,9 @@ def available(home: Path) -> list[str]:
 
 
 def find_lora(home: Path, name: str) -> Path:
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        raise LoraError(f"{name!r} is not a LoRA name: a file name in {lora_folder(home)} without "
+                        ".safetensors, with no folder part")
     path = lora_folder(home) / f"{name}.safetensors"
     if not path.is_file():
         names = available(home)
