@@ -228,10 +228,10 @@ def _filter_output(src: Path, output: str | None, model_id: str) -> Path:
 
 
 def cmd_history(args) -> int:
-    from designerbox.store.gallery import Gallery
     from designerbox.settings import Settings
+    from designerbox.store.gallery import open_gallery
 
-    rows = Gallery(Settings.from_env().home / "gallery").list(limit=args.limit, model=args.model, search=args.search)
+    rows = open_gallery(Settings.from_env()).list(limit=args.limit, model=args.model, search=args.search)
     if args.json:
         print(json.dumps([r.summary() for r in rows], indent=2))
         return 0
@@ -243,10 +243,10 @@ def cmd_history(args) -> int:
 
 
 def cmd_show(args) -> int:
-    from designerbox.store.gallery import Gallery, dumps
     from designerbox.settings import Settings
+    from designerbox.store.gallery import dumps, open_gallery
 
-    gallery = Gallery(Settings.from_env().home / "gallery")
+    gallery = open_gallery(Settings.from_env())
     row = gallery.get(args.id)
     if args.json:
         print(dumps(row))

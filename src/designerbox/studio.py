@@ -15,7 +15,7 @@ from designerbox.registry.cache import ModelCache
 from designerbox.registry.discovery import Registry
 from designerbox.registry.loading import load_model
 from designerbox.settings import Settings
-from designerbox.store.gallery import Gallery
+from designerbox.store.gallery import Gallery, open_gallery
 
 
 PREFERRED_UPSCALERS = ("esrgan-medium-x4", "esrgan-slim-x4")
@@ -32,7 +32,7 @@ class Studio:
     @property
     def gallery(self) -> Gallery:
         if self._gallery is None:  # created on first use: listing models touches no database
-            self._gallery = Gallery(self.settings.gallery_root, self.settings.database)
+            self._gallery = open_gallery(self.settings)
         return self._gallery
 
     def model(self, model_id: str | None):

@@ -139,6 +139,12 @@ class Gallery:
             return len(s.scalars(select(ImageRow.id)).all())
 
 
+def open_gallery(settings) -> Gallery:
+    """The gallery the settings name (DESIGNERBOX_IMAGES / DESIGNERBOX_DATABASE, else home/gallery): the one
+    every front door (CLI, Python API, server, workers) opens, so they all see the same images."""
+    return Gallery(settings.gallery_root, settings.database)
+
+
 def _utc(t: datetime) -> datetime:
     """SQLite keeps datetimes as naive text: compare in UTC, without the offset."""
     return (t.astimezone(timezone.utc) if t.tzinfo else t).replace(tzinfo=None)
