@@ -33,13 +33,21 @@ def _extend(text: str) -> tuple[int, int, int, int]:
     return parts
 
 
+def _lora(text: str) -> dict:
+    name, _, weight = text.rpartition(":") if ":" in text else (text, "", "1")
+    try:
+        return {"name": name, "weight": float(weight)}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give NAME or NAME:WEIGHT, e.g. watercolor:0.8") from None
+
+
 def _request_options(args) -> dict:
     opts = {"model": args.model, "seed": args.seed, "steps": args.steps, "sampler": args.sampler,
             "schedule": args.schedule, "cfg_scale": args.cfg, "style": args.style, "size_preset": args.preset,
             "negative_prompt": args.negative, "batch_size": args.n, "upscaler": args.upscaler,
             "truncation": args.truncation, "init_image": getattr(args, "init_image", None),
             "mask_image": getattr(args, "mask", None), "strength": getattr(args, "strength", None),
-            "extend": getattr(args, "extend", None)}
+            "extend": getattr(args, "extend", None), "loras": getattr(args, "lora", None)}
     if args.size:
         opts["width"], opts["height"] = args.size
     return {k: v for k, v in opts.items() if v is not None}
@@ -330,6 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--mask", metavar="IMAGE", help="inpainting: white = repaint, black = keep (with --init-image)")
     g.add_argument("--extend", type=_extend, metavar="L,T,R,B",
                    help="outpainting: pixels to add left, top, right, bottom of --init-image, e.g. 0,0,128,0")
+    g.add_argument("--lora", type=_lora, action="append", metavar="NAME[:WEIGHT]",
+                   help="apply loras/NAME.safetensors (repeatable), as <lora:NAME:WEIGHT> in the prompt would")
     g.add_argument("--json", action="store_true")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.add_argument("--no-gallery", action="store_true", help="do not record the images in the gallery")

@@ -82,7 +82,7 @@ def resolve(req: GenerationRequest, manifest: ModelManifest, upscaler: str = "no
         seed=seed, batch_size=req.batch_size, style=req.style, upscaler=upscaler,
         init_image=inputs["init_image"].source if "init_image" in inputs else None,
         mask_image=inputs["mask_image"].source if "mask_image" in inputs else None,
-        extend=req.extend,
+        extend=req.extend, loras=req.loras,
         strength=(req.strength or (1.0 if "mask_image" in inputs else 0.75)) if req.init_image else None)
 
 
@@ -204,17 +204,24 @@ def versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
-def apply_lora_tags(model, prompt: str, home: Path | None) -> tuple[str, list[dict]] | None:
-    """Merge the LoRAs a prompt names into a Stable Diffusion model (and take out those of the last
-    request); returns (the prompt without its tags, what was applied), or None for models without
-    LoRA support when the prompt names none."""
+def apply_lora_tags(model, prompt: str, home: Path | None,
+                    loras: list | None = None) -> tuple[str, list[dict]] | None:
+    """Merge the LoRAs a prompt names, then those of the request's `loras` field (LoraRef: name,
+    weight; the same as tags at the prompt's end), into a Stable Diffusion model (and take out those
+    of the last request); returns (the prompt without its tags, what was applied), or None for models
+    without LoRA support when neither names one."""
     from designerbox.pipelines.lora import LoraError, find_lora, lora_sha256, parse_lora_tags, set_loras
 
-    clean, tags = parse_lora_tags(prompt)
+    try:
+        clean, tags = parse_lora_tags(prompt)
+    except LoraError as err:
+        raise RequestError(str(err)) from None
+    tags += [(ref.name, ref.weight) for ref in loras or []]
     if not isinstance(model, (LatentDiffusion, LatentDiffusionXL)):
         if tags:
-            raise RequestError(f"<lora:...> tags work with Stable Diffusion models (sd15, sd2, sdxl); this model "
-                               f"draws without them. Remove {', '.join(f'<lora:{n}>' for n, _ in tags)}")
+            raise RequestError(f"LoRAs (<lora:...> tags or the loras field) work with Stable Diffusion models "
+                               f"(sd15, sd2, sdxl); this model draws without them. Remove "
+                               f"{', '.join(f'<lora:{n}>' for n, _ in tags)}")
         return None
     if tags and home is None:
         raise RequestError("this front door has no LoRA folder configured")
@@ -272,7 +279,7 @@ def run_generation(req: GenerationRequest, manifest: ModelManifest, model,
         prompt, negative = presets.get_style(r.style).apply(prompt, negative)
     if manifest.kind == "gan":
         negative = None  # a GAN has no unconditional branch to steer away from
-    loras = apply_lora_tags(model, prompt, lora_home)
+    loras = apply_lora_tags(model, prompt, lora_home, r.loras)
     if loras is not None:
         prompt, loras = loras
     embeddings = apply_embeddings(model, prompt, negative, lora_home)

@@ -20,6 +20,25 @@ MAX_SIDE = 4096
 MAX_IMAGE_FIELD = 40_000_000  # characters: a data URL of a ~30 MB image
 
 Side = Annotated[int, Field(ge=16, le=MAX_SIDE, description="pixels, a multiple of 8")]
+MAX_LORAS = 8
+
+
+class LoraRef(BaseModel):
+    """One LoRA of $DESIGNERBOX_HOME/loras, as `<lora:NAME:WEIGHT>` in a prompt names it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200, description="file name in the loras folder, without .safetensors")
+    weight: float = Field(1.0, ge=-10.0, le=10.0, allow_inf_nan=False, description="strength (1: as trained)")
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        v = v.strip()
+        if not v or "/" in v or "\\" in v or v.startswith(".") or any(c in v for c in "<>:"):
+            raise ValueError(f"{v!r} is not a LoRA name: a file name in the loras folder without .safetensors, "
+                             "with no folder part, no leading dot and no <, >, :")
+        return v
 
 
 class GenerationRequest(BaseModel):
@@ -52,6 +71,9 @@ class GenerationRequest(BaseModel):
     strength: float | None = Field(None, gt=0.0, le=1.0, allow_inf_nan=False,
                                    description="image to image: how much of the schedule runs (default 0.75; "
                                    "1.0 with a mask)")
+    loras: list[LoraRef] = Field([], max_length=MAX_LORAS,
+                                 description="LoRAs to apply, as <lora:NAME:WEIGHT> tags in the prompt would "
+                                 "(Stable Diffusion models); applied after the prompt's own tags")
 
     @field_validator("prompt")
     @classmethod
@@ -122,3 +144,4 @@ class ResolvedRequest(BaseModel):
     mask_image: dict | None = None
     extend: tuple[int, int, int, int] | None = None
     strength: float | None = None
+    loras: list[LoraRef] = []
