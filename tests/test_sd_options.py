@@ -89,3 +89,71 @@ def test_the_lora_cli_option(tiny_sd, sd_home, tmp_path, capsys):
     by_tag = json.loads(capsys.readouterr().out)[0]
     assert by_option["record"]["loras"] == by_tag["record"]["loras"]
     assert np.array_equal(np.asarray(Image.open(by_option["path"])), np.asarray(Image.open(by_tag["path"])))
+
+
+# --- outpainting to a platform size ------------------------------------------------------------------------
+
+def test_outpainting_reaches_a_platform_size(tiny_sd, sd_home, tmp_path, capsys):
+    """A 32x32 picture outpainted to x-header (1500x500, 3:1): drawn on a 96x32 canvas (32 px of new
+    border left and right, the picture kept in the middle), then resized to 1500x500."""
+    from skimage import data
+
+    from designerbox.cli import main
+
+    _add([tiny_sd[0], "--id", "tiny-folder"], capsys)
+    picture = Image.fromarray(data.astronaut()).resize((SIZE, SIZE), Image.LANCZOS)
+    picture.save(tmp_path / "in.png")
+    assert main(["generate", PROMPT, "--model", "tiny-folder", "--steps", "2", "--sampler", "euler", "--seed", "3",
+                 "--init-image", str(tmp_path / "in.png"), "--outpaint-to", "x-header", "-o", str(tmp_path / "out"),
+                 "--json", "--no-gallery", "--upscaler", "none"]) == 0
+    out = json.loads(capsys.readouterr().out)[0]
+    record, image = out["record"], Image.open(out["path"]).convert("RGB")
+    assert image.size == (1500, 500) and record["output_size"] == [1500, 500]
+    assert record["outpaint"] == {"to": "x-header", "from_size": [SIZE, SIZE], "scale": 1.0,
+                                  "extend": [32, 0, 32, 0], "canvas": [96, 32]}
+    assert record["native_size"] == [96, 32] and record["request"]["extend"] == [32, 0, 32, 0]
+    assert record["request"]["outpaint_to"] == "x-header" and record["request"]["strength"] == 1.0
+    assert "drawn at 96x32" in record["resized"]
+    # back at the canvas size: the picture is kept in the middle (away from the redrawn 4-px seam), the
+    # border is new
+    canvas = np.asarray(image.resize((96, 32), Image.LANCZOS)).astype(int)
+    middle = np.abs(canvas[4:-4, 32 + 4:64 - 4] - np.asarray(picture).astype(int)[4:-4, 4:-4]).mean()
+    assert middle < 12, middle
+    assert canvas[:, :28].std() > 1
+
+
+@pytest.mark.parametrize("size, target, extend", [
+    ((512, 512), (1500, 500), (512, 0, 512, 0)),      # 3:1 from a square: 1536x512
+    ((512, 512), (1080, 1350), (0, 64, 0, 64)),       # 4:5: 512x640
+    ((512, 512), (1200, 627), (224, 0, 224, 0)),      # 1.91:1, to the nearest multiple of 64: 960x512
+    ((600, 400), (1080, 1920), (20, 344, 20, 344)),    # tall, a picture off the multiple: 640x1088
+])
+def test_outpaint_plan(size, target, extend):
+    from designerbox.jobs.generate import outpaint_plan
+    from designerbox.registry.manifest import ModelManifest
+
+    m = ModelManifest(id="sd", name="sd", family="sd15", kind="diffusion", licence="x", native_size=(512, 512),
+                      size_multiple=64, min_size=64, max_size=2048)
+    assert outpaint_plan(size, target, m) == (1.0, extend)
+    scale, ext = outpaint_plan((1024, 1024), (1584, 396), m)  # 4:1 from 1024: 4096 wide, scaled to 2048
+    assert scale == 0.5 and ext == (768, 0, 768, 0)
+
+
+def test_outpainting_errors(tiny_sd, sd_home, tmp_path, capsys):
+    from pydantic import ValidationError
+
+    from designerbox.jobs.generate import RequestError
+
+    with pytest.raises(ValidationError, match="leave out extend"):
+        _request(init_image="x.png", outpaint_to="x-header", extend=(0, 0, 8, 0))
+    with pytest.raises(ValidationError, match="need an init_image"):
+        _request(outpaint_to="x-header")
+    _add([tiny_sd[0], "--id", "tiny-folder"], capsys)
+    Image.new("RGB", (SIZE, SIZE), "red").save(tmp_path / "in.png")
+    studio = _studio()
+    with pytest.raises(RequestError, match="already has the aspect"):
+        studio.generate(_request(width=None, height=None, init_image=str(tmp_path / "in.png"), outpaint_to="square"),
+                        save=False)
+    with pytest.raises(ValueError, match="unknown size preset 'poster'.*x-header"):
+        studio.generate(_request(width=None, height=None, init_image=str(tmp_path / "in.png"), outpaint_to="poster"),
+                        save=False)

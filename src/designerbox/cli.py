@@ -47,7 +47,8 @@ def _request_options(args) -> dict:
             "negative_prompt": args.negative, "batch_size": args.n, "upscaler": args.upscaler,
             "truncation": args.truncation, "init_image": getattr(args, "init_image", None),
             "mask_image": getattr(args, "mask", None), "strength": getattr(args, "strength", None),
-            "extend": getattr(args, "extend", None), "loras": getattr(args, "lora", None)}
+            "extend": getattr(args, "extend", None), "loras": getattr(args, "lora", None),
+            "outpaint_to": getattr(args, "outpaint_to", None)}
     if args.size:
         opts["width"], opts["height"] = args.size
     return {k: v for k, v in opts.items() if v is not None}
@@ -338,6 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--mask", metavar="IMAGE", help="inpainting: white = repaint, black = keep (with --init-image)")
     g.add_argument("--extend", type=_extend, metavar="L,T,R,B",
                    help="outpainting: pixels to add left, top, right, bottom of --init-image, e.g. 0,0,128,0")
+    g.add_argument("--outpaint-to", metavar="PRESET",
+                   help="outpainting: extend --init-image to the aspect of a platform size (e.g. x-header), then resize")
     g.add_argument("--lora", type=_lora, action="append", metavar="NAME[:WEIGHT]",
                    help="apply loras/NAME.safetensors (repeatable), as <lora:NAME:WEIGHT> in the prompt would")
     g.add_argument("--json", action="store_true")

@@ -18,7 +18,7 @@ from PIL import Image
 from designerbox import presets
 from designerbox.jobs.schema import GenerationRequest, ResolvedRequest
 from designerbox.pipelines.gan_generate import gan_text_to_image
-from designerbox.pipelines.resize import fit_to_size
+from designerbox.pipelines.resize import fill_size, fit_to_size
 from designerbox.pipelines.stable_diffusion import LatentDiffusion, sd_text_to_image
 from designerbox.pipelines.stable_diffusion_xl import LatentDiffusionXL, sdxl_text_to_image
 from designerbox.pipelines.text_to_image import text_to_image, to_pil
@@ -51,8 +51,8 @@ def resolve(req: GenerationRequest, manifest: ModelManifest, upscaler: str = "no
     check_family_options(req, manifest)
     if req.style is not None:
         presets.get_style(req.style)  # raises with the valid styles
-    if req.size_preset is not None:
-        size = presets.get_size(req.size_preset)
+    if req.size_preset is not None or req.outpaint_to is not None:
+        size = presets.get_size(req.size_preset or req.outpaint_to)
         width, height = size.width, size.height
     elif req.width is not None:
         width, height = req.width, req.height
@@ -82,7 +82,7 @@ def resolve(req: GenerationRequest, manifest: ModelManifest, upscaler: str = "no
         seed=seed, batch_size=req.batch_size, style=req.style, upscaler=upscaler,
         init_image=inputs["init_image"].source if "init_image" in inputs else None,
         mask_image=inputs["mask_image"].source if "mask_image" in inputs else None,
-        extend=req.extend, loras=req.loras,
+        extend=req.extend, outpaint_to=req.outpaint_to, loras=req.loras,
         strength=(req.strength or (1.0 if "mask_image" in inputs else 0.75)) if req.init_image else None)
 
 
@@ -123,7 +123,7 @@ def request_from_record(record: dict) -> tuple[GenerationRequest, int]:
         src = r["init_image"].get("file", "the input image")
         raise RequestError(f"this image was drawn from an input image ({src}, sha256 "
                            f"{r['init_image'].get('sha256', '?')[:12]}); give it again with --init-image")
-    for key in ("init_image", "mask_image", "extend", "strength"):
+    for key in ("init_image", "mask_image", "extend", "strength", "outpaint_to"):
         r.pop(key, None)
     return GenerationRequest(**r), int(record.get("batch_index", 0))
 
@@ -178,6 +178,29 @@ def outpaint_inputs(init, extend: tuple[int, int, int, int], overlap: int = 4) -
     source = {"generated": "outpainting border", "extend": list(extend), "overlap": overlap, "size": [W, H]}
     return {"init_image": replace(init, image=Image.fromarray(canvas)),
             "mask_image": replace(init, image=Image.fromarray(mask, "L"), source=source, notes=[])}
+
+
+def outpaint_plan(size: tuple[int, int], target: tuple[int, int], manifest: ModelManifest) -> tuple[float, tuple]:
+    """How to outpaint a picture of `size` to the aspect of `target` (w, h): (scale, extend). The picture
+    is first scaled by `scale` (< 1 only when the canvas would pass the model's max_size), then the
+    border extend = (left, top, right, bottom) is added evenly on the short sides, the canvas rounded
+    to the model's size multiple (its aspect then within one step of the target's: fill_size crops)."""
+    w, h = size
+    tw, th = target
+    m = manifest.size_multiple
+    W, H = (h * tw / th, h) if w * th < h * tw else (w, w * th / tw)  # the canvas at the target's aspect
+    scale = min(1.0, manifest.max_size / max(W, H))
+    w, h, W, H = max(1, int(w * scale)), max(1, int(h * scale)), W * scale, H * scale
+    W = min(max(-(-w // m) * m, round(W / m) * m), manifest.max_size // m * m)
+    H = min(max(-(-h // m) * m, round(H / m) * m), manifest.max_size // m * m)
+    if min(W, H) < manifest.min_size:
+        raise RequestError(f"outpainting {size[0]}x{size[1]} to {tw}x{th} gives a {W}x{H} canvas, below the "
+                           f"{manifest.min_size} px model {manifest.id!r} draws; use a larger init_image")
+    dx, dy = W - w, H - h
+    if dx == dy == 0:
+        raise RequestError(f"the init_image ({size[0]}x{size[1]}) already has the aspect of {tw}x{th}: there is "
+                           "nothing to outpaint; ask for the size with size_preset (image to image) instead")
+    return scale, (dx // 2, dy // 2, dx - dx // 2, dy - dy // 2)
 
 
 def image_tensor(image: Image.Image, width: int, height: int, mode: str = "RGB"):
@@ -270,9 +293,24 @@ def run_generation(req: GenerationRequest, manifest: ModelManifest, model,
     """
     t0 = time.time()
     inputs = {k: read_input_image(getattr(req, k), k) for k in ("init_image", "mask_image") if getattr(req, k)}
-    if req.extend:  # outpainting: a larger canvas, and the new border as the mask
-        inputs.update(outpaint_inputs(inputs["init_image"], req.extend))
+    outpaint = None
+    if req.outpaint_to:  # outpainting to a platform size: the border that gives the picture its aspect
+        from dataclasses import replace
+
+        init, target = inputs["init_image"], presets.get_size(req.outpaint_to)
+        scale, extend = outpaint_plan(init.image.size, (target.width, target.height), manifest)
+        outpaint = {"to": req.outpaint_to, "from_size": list(init.image.size), "scale": round(scale, 4),
+                    "extend": list(extend)}
+        if scale != 1:
+            size = (max(1, int(init.image.width * scale)), max(1, int(init.image.height * scale)))
+            inputs["init_image"] = replace(init, image=init.image.resize(size, Image.LANCZOS))
+    if req.extend or outpaint:  # outpainting: a larger canvas, and the new border as the mask
+        inputs.update(outpaint_inputs(inputs["init_image"], req.extend or extend))
+        if outpaint:
+            outpaint["canvas"] = list(inputs["init_image"].image.size)
     r = resolve(req, manifest, upscaler[0].id if upscaler else "none", inputs)
+    if outpaint:
+        r = r.model_copy(update={"extend": extend})
     # 1. the style preset turns the prompt into what the text encoder sees
     prompt, negative = r.prompt, r.negative_prompt
     if r.style is not None:
@@ -284,7 +322,7 @@ def run_generation(req: GenerationRequest, manifest: ModelManifest, model,
         prompt, loras = loras
     embeddings = apply_embeddings(model, prompt, negative, lora_home)
     # 2. draw at a size the network can, then fit to the asked size
-    dw, dh = draw_size(r, manifest)
+    dw, dh = inputs["init_image"].image.size if outpaint else draw_size(r, manifest)  # outpainting: the canvas
     seeds = [(r.seed + i) % 2**32 for i in range(r.batch_size)]
     if manifest.kind == "gan":
         images = gan_text_to_image(model, prompt, seeds=seeds, truncation=r.truncation)
@@ -317,7 +355,8 @@ def run_generation(req: GenerationRequest, manifest: ModelManifest, model,
     for i, (img, seed) in enumerate(zip(to_pil(images), seeds)):
         note = None
         if (dw, dh) != (r.width, r.height):
-            img, note = fit_to_size(img, r.width, r.height, enlarge, upscaler[0].id if upscaler else "")
+            fit = fill_size if outpaint else fit_to_size  # an outpainted canvas has the target's aspect: no padding
+            img, note = fit(img, r.width, r.height, enlarge, upscaler[0].id if upscaler else "")
         seconds = round(time.time() - t0, 3)
         record = {
             "request": r.model_dump(), "seed": seed, "batch_index": i,
@@ -325,7 +364,7 @@ def run_generation(req: GenerationRequest, manifest: ModelManifest, model,
             "model": {"id": manifest.id, "name": manifest.name, "family": manifest.family,
                       "sha256": manifest.weights_sha256, "hash": manifest.short_hash, "licence": manifest.licence},
             "upscaler": {"id": upscaler[0].id, "sha256": upscaler[0].weights_sha256} if upscaler else None,
-            "loras": loras or [], "embeddings": embeddings or [],
+            "loras": loras or [], "embeddings": embeddings or [], "outpaint": outpaint,
             "native_size": [dw, dh], "output_size": [r.width, r.height], "resized": note,
             "vae_tiling": model.uses_vae_tiling(dw, dh) if hasattr(model, "uses_vae_tiling") else None,
             "device": str(model.device), "dtype": str(model.dtype).removeprefix("torch."),

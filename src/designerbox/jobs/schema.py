@@ -71,6 +71,8 @@ class GenerationRequest(BaseModel):
     strength: float | None = Field(None, gt=0.0, le=1.0, allow_inf_nan=False,
                                    description="image to image: how much of the schedule runs (default 0.75; "
                                    "1.0 with a mask)")
+    outpaint_to: str | None = Field(None, description="outpainting to a platform size: the init_image is extended "
+                                    "to the aspect of this size preset (the new border drawn), then resized to it")
     loras: list[LoraRef] = Field([], max_length=MAX_LORAS,
                                  description="LoRAs to apply, as <lora:NAME:WEIGHT> tags in the prompt would "
                                  "(Stable Diffusion models); applied after the prompt's own tags")
@@ -109,8 +111,14 @@ class GenerationRequest(BaseModel):
             raise ValueError("give either size_preset or width/height, not both")
         if (self.width is None) != (self.height is None):
             raise ValueError("give both width and height, or neither")
-        if self.init_image is None and (self.mask_image is not None or self.strength is not None or self.extend):
-            raise ValueError("mask_image, extend and strength need an init_image to work on")
+        if self.init_image is None and (self.mask_image is not None or self.strength is not None or self.extend
+                                        or self.outpaint_to):
+            raise ValueError("mask_image, extend, outpaint_to and strength need an init_image to work on")
+        if self.outpaint_to is not None:
+            clash = [k for k in ("extend", "mask_image", "size_preset", "width") if getattr(self, k) is not None]
+            if clash:
+                raise ValueError(f"outpaint_to sets the border, the mask and the output size; leave out "
+                                 f"{', '.join('width/height' if k == 'width' else k for k in clash)}")
         if self.extend is not None:
             if self.mask_image is not None:
                 raise ValueError("give either extend (outpainting: the mask is the new border) or mask_image, not both")
@@ -144,4 +152,5 @@ class ResolvedRequest(BaseModel):
     mask_image: dict | None = None
     extend: tuple[int, int, int, int] | None = None
     strength: float | None = None
+    outpaint_to: str | None = None
     loras: list[LoraRef] = []

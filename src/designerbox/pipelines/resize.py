@@ -38,3 +38,23 @@ def fit_to_size(img: Image.Image, width: int, height: int, upscale: Callable[[Im
     canvas = Image.new("RGB", (width, height), colour)
     canvas.paste(scaled, ((width - w1) // 2, (height - h1) // 2))
     return canvas, note + f", centred on {width}x{height} padded with the edge colour rgb{colour}"
+
+
+def fill_size(img: Image.Image, width: int, height: int, upscale: Callable[[Image.Image], Image.Image] | None = None,
+              upscaler_name: str = "") -> tuple[Image.Image, str]:
+    """Scale to cover width x height and crop the overflow evenly (an outpainted canvas whose aspect is
+    within a size step of the target's: a few generated border pixels go, nothing is padded or stretched).
+    Returns the image and a note for the record."""
+    w0, h0 = img.size
+    note = f"drawn at {w0}x{h0}"
+    while upscale is not None and min(width / img.width, height / img.height) >= 2:
+        img = upscale(img)
+        note += f", upscaled to {img.width}x{img.height} ({upscaler_name})"
+    scale = max(width / img.width, height / img.height)
+    w1, h1 = max(width, round(img.width * scale)), max(height, round(img.height * scale))
+    scaled = img.resize((w1, h1), Image.LANCZOS) if (w1, h1) != img.size else img
+    note += f", resized to {w1}x{h1} (lanczos)"
+    if (w1, h1) == (width, height):
+        return scaled, note
+    left, top = (w1 - width) // 2, (h1 - height) // 2
+    return scaled.crop((left, top, left + width, top + height)), note + f", centre {width}x{height} cropped"
