@@ -32,7 +32,7 @@ from designerbox.server.events import EventLog
 from designerbox.server.limits import BodyLimit
 from designerbox.server.queue import JobQueue, JobStateError, UnknownJobError
 from designerbox.server.routes import (a1111, events, generations, images, jobs, models, openai_compat, presets,
-                                       users)
+                                       tools, users)
 from designerbox.server.submit import ImageTooLarge, InvalidRequest, QuotaExceeded
 from designerbox.server.webhooks import WebhookSender, server_secret
 from designerbox.server.worker import Worker, devices, store_unfinished
@@ -40,6 +40,7 @@ from designerbox.settings import Settings
 from designerbox.store.gallery import UnknownImageError
 from designerbox.store.users import UnknownUserError, UserError, UserStore
 from designerbox.studio import Studio
+from designerbox.tools.registry import UnknownToolError
 
 log = logging.getLogger("designerbox.server")
 
@@ -97,7 +98,7 @@ def create_app(settings: Settings | None = None, *, workers: bool = True, broker
         app.state.events.dispatchers.append(app.state.cluster.send)
     app.state.a1111_checkpoint = {}  # user -> A1111's sd_model_checkpoint option; none: the default model
 
-    for module in (generations, jobs, events, images, models, presets, users):
+    for module in (generations, tools, jobs, events, images, models, presets, users):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(openai_compat.router)
     app.include_router(a1111.router)
@@ -160,6 +161,10 @@ def _error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(UnknownModelError)
     async def unknown_model(request: Request, err: UnknownModelError):
+        return JSONResponse(status_code=404, content={"detail": str(err)})
+
+    @app.exception_handler(UnknownToolError)
+    async def unknown_tool(request: Request, err: UnknownToolError):
         return JSONResponse(status_code=404, content={"detail": str(err)})
 
     @app.exception_handler(UnknownJobError)

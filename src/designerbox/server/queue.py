@@ -44,7 +44,8 @@ STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINAL_STATES = ("succeeded", "failed", "cancelled")
 CALLBACK_COLUMNS = {"callback_url": "VARCHAR(2048)", "callback_state": "VARCHAR(16)",
                     "callback_attempts": "INTEGER NOT NULL DEFAULT 0", "callback_error": "TEXT",
-                    "lease_until": "TIMESTAMP"}
+                    "lease_until": "TIMESTAMP", "kind": "VARCHAR(16) NOT NULL DEFAULT 'generation'"}
+KINDS = ("generation", "tool")  # a generation: GenerationRequest; a tool: tool_jobs.ToolJobRequest
 
 
 class Base(DeclarativeBase):
@@ -58,7 +59,8 @@ class JobRow(Base):
     user: Mapped[str] = mapped_column(String(64), index=True, default=LOCAL_USER)
     priority: Mapped[int] = mapped_column(Integer, default=0)          # higher runs first
     state: Mapped[str] = mapped_column(String(16), index=True)
-    request: Mapped[dict] = mapped_column(JSON)                         # GenerationRequest, seed fixed
+    kind: Mapped[str] = mapped_column(String(16), default="generation", server_default="generation")
+    request: Mapped[dict] = mapped_column(JSON)                         # GenerationRequest (seed fixed) or tool job
     source: Mapped[str] = mapped_column(String(16), default="api")      # api, openai, a1111, web
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
@@ -83,7 +85,7 @@ class JobRow(Base):
         """As the API shows it: a succeeded job whose gallery rows are not all written yet is still "running"
         (for a moment; or until the next start repairs it), so a client never sees an image id it cannot fetch."""
         state = "running" if self.state == "succeeded" and not self.stored else self.state
-        return {"id": self.id, "state": state, "user": self.user, "priority": self.priority,
+        return {"id": self.id, "state": state, "kind": self.kind or "generation", "user": self.user, "priority": self.priority,
                 "source": self.source, "request": self.request,
                 "progress": {"step": self.step, "total": self.total_steps,
                              "fraction": _fraction(self.state, self.step, self.total_steps)},
@@ -143,13 +145,20 @@ class JobQueue:
         add_missing_columns(self.engine, "jobs", CALLBACK_COLUMNS)
 
     # -- submitting and reading ---------------------------------------------------------------
-    def submit(self, request: GenerationRequest, *, user: str = LOCAL_USER, priority: int = 0, source: str = "api",
-               retry_of: str | None = None, callback_url: str | None = None) -> JobRow:
-        """Store a queued job. The seed is fixed here so a re-run (after a crash) draws the same images."""
-        data = request.model_dump(exclude_unset=True, mode="json")
-        if request.seed is None:
-            data["seed"] = secrets.randbelow(2**32)
-        row = JobRow(id=secrets.token_hex(8), user=user, priority=priority, state="queued", request=data,
+    def submit(self, request: GenerationRequest | dict, *, user: str = LOCAL_USER, priority: int = 0,
+               source: str = "api", retry_of: str | None = None, callback_url: str | None = None,
+               kind: str = "generation") -> JobRow:
+        """Store a queued job. The seed is fixed here so a re-run (after a crash) draws the same images.
+        A tool job's request is a dict (tool_jobs.ToolJobRequest as JSON), its seed fixed by the caller."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown job kind {kind!r}; valid kinds: {', '.join(KINDS)}")
+        if isinstance(request, dict):
+            data = request
+        else:
+            data = request.model_dump(exclude_unset=True, mode="json")
+            if request.seed is None:
+                data["seed"] = secrets.randbelow(2**32)
+        row = JobRow(id=secrets.token_hex(8), user=user, priority=priority, state="queued", request=data, kind=kind,
                      source=source, created_at=_now(), attempts=0, step=0, cancel_requested=False, images=[],
                      stored=False, retry_of=retry_of, callback_url=callback_url,
                      callback_state="pending" if callback_url else None, callback_attempts=0)
@@ -307,7 +316,8 @@ class JobQueue:
         row = self.get(job_id)
         if row.state not in ("failed", "cancelled"):
             raise JobStateError(f"job {job_id} is {row.state}; only failed or cancelled jobs can be retried")
-        return self.submit(GenerationRequest(**row.request), user=row.user, priority=row.priority,
+        request = row.request if row.kind == "tool" else GenerationRequest(**row.request)
+        return self.submit(request, user=row.user, priority=row.priority, kind=row.kind or "generation",
                            source=row.source, retry_of=row.id, callback_url=row.callback_url)
 
     # -- at startup ---------------------------------------------------------------------------------

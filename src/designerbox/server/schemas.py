@@ -14,10 +14,11 @@ class JobProgress(BaseModel):
 class JobPublic(BaseModel):
     id: str
     state: str                 # queued, running, succeeded, failed, cancelled
+    kind: str = "generation"   # generation (POST /api/v1/generations) or tool (POST /api/v1/tools/{name})
     user: str
     priority: int
     source: str                # api, web, openai, a1111
-    request: dict              # the request as queued (its seed fixed)
+    request: dict              # the request as queued (its seed fixed); a tool job: tool, inputs, options, preset
     progress: JobProgress
     queue_position: int | None = None
     created_at: str

@@ -33,7 +33,7 @@ from designerbox.store.gallery import LOCAL_USER
 from designerbox.store.users import User
 from designerbox.studio import Studio
 
-_quota_lock = threading.Lock()
+quota_lock = threading.Lock()
 
 
 class InvalidRequest(ValueError):
@@ -139,7 +139,7 @@ def submit(studio: Studio, queue: JobQueue, events: EventLog, request: Generatio
         except CallbackURLError as err:
             raise InvalidRequest(str(err), "callback_url") from None
     user = user or User(LOCAL_USER, "admin")
-    with _quota_lock:
+    with quota_lock:
         check_quota(studio, queue, user)
         row = queue.submit(request, user=user.name, priority=priority, source=source, callback_url=callback_url)
     events.publish(row.id, "queued", priority=priority)
@@ -149,7 +149,7 @@ def submit(studio: Studio, queue: JobQueue, events: EventLog, request: Generatio
 
 def retry(studio: Studio, queue: JobQueue, events: EventLog, job_id: str, user: User) -> JobRow:
     """A failed or cancelled job again (a new job, same request and seed), within the owner's quotas."""
-    with _quota_lock:
+    with quota_lock:
         check_quota(studio, queue, user)
         row = queue.retry(job_id)
     events.publish(row.id, "queued", priority=row.priority, retry_of=job_id)

@@ -145,7 +145,18 @@ class Worker:
         self.events.publish(job.id, "failed", error=message)
 
     def _generate(self, job: JobRow):
-        request = GenerationRequest(**job.request)
+        progress = self._progress(job)
+        if job.cancel_requested or self.events.cancel_requested(job.id):
+            raise JobCancelled()
+        if job.kind == "tool":
+            from designerbox.server.tool_jobs import run_tool_job
+
+            return run_tool_job(self.studio, job.request, progress)
+        return self.studio.generate(GenerationRequest(**job.request), progress=progress, save=False)
+
+    def _progress(self, job: JobRow):
+        """The per-step callback: events (and a preview), progress in the queue now and then, and stopping
+        (JobCancelled, WorkerStopping) when a cancel was asked for or the server stops."""
         last_write = 0.0
 
         def progress(info: dict) -> None:
@@ -162,16 +173,17 @@ class Worker:
             if self.events.cancel_requested(job.id):
                 raise JobCancelled()
 
-        if job.cancel_requested or self.events.cancel_requested(job.id):
-            raise JobCancelled()
-        return self.studio.generate(request, progress=progress, save=False)
+        return progress
 
     def _store(self, job: JobRow, images) -> None:
         gallery = self.studio.gallery
         refs = []
         for img in images:
             sha, rel = gallery.put_file(img.png)
-            refs.append({"id": sha[:16], "sha256": sha, "path": str(rel)})
+            ref = {"id": sha[:16], "sha256": sha, "path": str(rel)}
+            if getattr(img, "name", None):  # a tool's output label (e.g. "amazon")
+                ref["name"] = img.name
+            refs.append(ref)
         if not self.queue.finish(job.id, self.name, refs):
             log.warning("job %s was taken from this worker before it finished; its result is dropped", job.id)
             return

@@ -1,0 +1,183 @@
+"""Tool jobs: a creation tool (tools/registry.py) queued and run like a generation.
+
+    POST /api/v1/tools/{name}  --check tool, options, preset, inputs; quota-->  job (kind "tool")
+    worker                     --jobs.tool.run_tool, one input at a time-->    outputs in the owner's gallery
+
+Every tool in the registry is reachable: nothing here names one. At submit, the tool, its options
+(a preset's overlaid by explicit ones) and each uploaded image are checked, so a bad request is a
+4xx naming the valid choices, never a failed job. Uploaded images are kept as files under the
+gallery folder (`inputs/ab/<sha256>`, written atomically; a cluster shares that folder), and the
+queued request holds their names and hashes, not their bytes: a retry runs on the same files.
+A tool that can start from a prompt (its `prompt_field`) gets its seed fixed here, as a generation does.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import secrets
+from pathlib import Path
+from typing import Callable
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from designerbox.presets import UnknownPresetError
+from designerbox.server.events import EventLog
+from designerbox.server.queue import JobQueue, JobRow
+from designerbox.server.submit import ImageTooLarge, InvalidRequest, check_quota, quota_lock
+from designerbox.server.webhooks import CallbackURLError, check_callback_url
+from designerbox.store.png_metadata import write_atomic
+from designerbox.store.users import User
+from designerbox.studio import Studio
+from designerbox.tools.image_input import ImageInputError, load_image
+from designerbox.tools.registry import Tool, get_tool, tools
+
+MAX_INPUTS = 16
+
+
+class ToolInput(BaseModel):
+    name: str                  # the uploaded file's name (records and output file names use it)
+    sha256: str
+    path: str                  # relative to the gallery folder
+    bytes: int
+
+
+class ToolJobRequest(BaseModel):
+    """A tool job as queued (JobRow.request of kind "tool")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tool: str
+    inputs: list[ToolInput] = Field(default_factory=list)
+    options: dict = Field(default_factory=dict)   # as given (validated at submit), seed fixed for prompt tools
+    preset: str | None = None
+
+
+def tool_public(tool: Tool) -> dict:
+    """GET /api/v1/tools: what a client needs to build a form for the tool."""
+    return {"name": tool.name, "version": tool.version, "summary": tool.summary,
+            "prompt_field": tool.prompt_field, "options": tool.options.model_json_schema(),
+            "presets": [{"id": pid, "name": p.get("name", pid), "options": p["options"]}
+                        for pid, p in tool.presets().items()]}
+
+
+def all_tools() -> list[dict]:
+    return [tool_public(t) for t in tools()]
+
+
+def resolve_options(tool: Tool, options: dict, preset: str | None) -> BaseModel:
+    """The tool's options model, or InvalidRequest naming the bad option and the valid ones."""
+    try:
+        return tool.resolve(options, preset)
+    except UnknownPresetError as err:
+        raise InvalidRequest(str(err), "preset") from None
+    except ValidationError as err:
+        parts = []
+        for e in err.errors():
+            where = ".".join(str(x) for x in e.get("loc", ())) or "options"
+            if e.get("type") == "extra_forbidden":
+                parts.append(f"unknown option {where!r}; valid options: {', '.join(tool.options.model_fields)}")
+            else:
+                parts.append(f"option {where}: {str(e.get('msg', '')).removeprefix('Value error, ')}")
+        raise InvalidRequest(f"the {tool.name} tool: " + "; ".join(parts), "options") from None
+
+
+def decode_data_url(value: str, field: str, limit: int) -> bytes:
+    """A data URL's bytes; InvalidRequest for anything else, ImageTooLarge over `limit` (before decoding)."""
+    if not isinstance(value, str) or not value.startswith("data:"):
+        raise InvalidRequest(f"{field}: give images as data URLs (data:image/png;base64,...) or upload them as "
+                             "multipart/form-data files; file paths are not read on the server", field)
+    header, _, payload = value.partition(",")
+    if ";base64" not in header:
+        raise InvalidRequest(f"{field}: a data URL must be base64 (data:image/png;base64,...)", field)
+    size = len(payload) * 3 // 4
+    if limit and size > limit:
+        raise ImageTooLarge(f"{field} is about {size} bytes, over this server's limit of {limit} bytes per image "
+                            "(DESIGNERBOX_MAX_IMAGE_BYTES)", field)
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidRequest(f"{field}: the data URL's base64 payload does not decode", field) from None
+
+
+def check_upload(name: str, data: bytes, field: str, limit: int) -> None:
+    """Within the byte limit and readable as an image (header and pixels), else a 413 / 422 naming why."""
+    if limit and len(data) > limit:
+        raise ImageTooLarge(f"{field} ({name}) is {len(data)} bytes, over this server's limit of {limit} bytes "
+                            "per image (DESIGNERBOX_MAX_IMAGE_BYTES)", field)
+    try:
+        load_image(data, name=name)
+    except ImageInputError as err:
+        raise InvalidRequest(f"{field}: {err}", field) from None
+
+
+def store_input(root: Path, name: str, data: bytes) -> ToolInput:
+    """The upload under root/inputs/ab/<sha256> (atomically; once)."""
+    sha = hashlib.sha256(data).hexdigest()
+    rel = Path("inputs") / sha[:2] / sha
+    path = root / rel
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, data)
+    return ToolInput(name=Path(name).name or "upload", sha256=sha, path=str(rel), bytes=len(data))
+
+
+def submit_tool(studio: Studio, queue: JobQueue, events: EventLog, name: str, uploads: list[tuple[str, bytes]],
+                options: dict | None = None, preset: str | None = None, *, user: User, priority: int = 0,
+                source: str = "api", callback_url: str | None = None) -> JobRow:
+    """Check and queue a tool job; uploads are (file name, bytes) already within the byte limit."""
+    tool = get_tool(name)  # UnknownToolError (a 404 naming the tools)
+    if not isinstance(options, dict):
+        raise InvalidRequest(f"options must be a JSON object of the {tool.name} tool's options; valid options: "
+                             f"{', '.join(tool.options.model_fields)}", "options")
+    options = dict(options)
+    opts = resolve_options(tool, options, preset)
+    prompt = getattr(opts, tool.prompt_field) if tool.prompt_field else None
+    if len(uploads) > MAX_INPUTS:
+        raise InvalidRequest(f"{len(uploads)} input images; at most {MAX_INPUTS} in one job", "inputs")
+    if prompt and uploads:
+        raise InvalidRequest(f"give the {tool.name} tool input images or a prompt ({tool.prompt_field}), not both",
+                             "inputs")
+    if not prompt and not uploads:
+        raise InvalidRequest(f"the {tool.name} tool needs at least one input image"
+                             + (f" or a prompt (option {tool.prompt_field!r})" if tool.prompt_field else ""), "inputs")
+    if prompt and "seed" in tool.options.model_fields and getattr(opts, "seed", None) is None:
+        options["seed"] = secrets.randbelow(2**32)  # fixed now: a re-run draws the same image
+    limit = studio.settings.max_image_bytes
+    for i, (fname, data) in enumerate(uploads):
+        check_upload(fname, data, f"inputs[{i}]", limit)
+    if callback_url is not None:
+        try:
+            check_callback_url(callback_url, studio.settings.webhook_hosts)
+        except CallbackURLError as err:
+            raise InvalidRequest(str(err), "callback_url") from None
+    root = studio.settings.gallery_root
+    request = ToolJobRequest(tool=tool.name, inputs=[store_input(root, f, d) for f, d in uploads],
+                             options=options, preset=preset)
+    with quota_lock:
+        check_quota(studio, queue, user)
+        row = queue.submit(request.model_dump(mode="json"), user=user.name, priority=priority, source=source,
+                           callback_url=callback_url, kind="tool")
+    events.publish(row.id, "queued", priority=priority)
+    events.wakeup.set()
+    return row
+
+
+def run_tool_job(studio: Studio, request: dict, progress: Callable[[dict], None]) -> list:
+    """Run a queued tool job (no gallery writes: the worker stores the outputs under the job's owner).
+    progress({"i", "total"}) is called after each input; it raises to stop (cancel, shutdown)."""
+    from designerbox.jobs.tool import run_tool
+
+    req = ToolJobRequest(**request)
+    root = studio.settings.gallery_root
+    if not req.inputs:  # the tool draws its own input from a prompt
+        outputs = run_tool(req.tool, [], req.options, req.preset, studio=studio, save=False)
+        progress({"i": 0, "total": 1})
+        return outputs
+    outputs = []
+    for i, item in enumerate(req.inputs):
+        data = (root / item.path).read_bytes()
+        outputs += run_tool(req.tool, [(item.name, data)], req.options, req.preset, studio=studio, save=False)
+        progress({"i": i, "total": len(req.inputs)})
+    return outputs
