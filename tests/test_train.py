@@ -81,10 +81,10 @@ def test_shard_round_trip_and_training_from_it(dataset, tiny_model_dir, tmp_path
     images, pooled, empty = load_shard(tmp_path / "shard")
     assert images.shape == (11, 16, 16, 3) and images.dtype == np.uint8 and pooled.shape == (11, 3, 384)
     cfg = TrainConfig(data=str(dataset), model_dir=str(tiny_model_dir), run_dir=str(tmp_path / "r"), resolution=16)
-    x_full, pooled_full, empty_full = load_training_set(cfg, torch.device("cpu"), log=lambda *_: None)
+    x_full, pooled_full, empty_full, _ = load_training_set(cfg, torch.device("cpu"), log=lambda *_: None)
     # 6-bit embeddings stay within 1% (cosine) of the float ones; images within rounding
     assert torch.nn.functional.cosine_similarity(pooled, pooled_full, dim=-1).min() > 0.99
-    x_shard, _, _ = load_training_set(TrainConfig(**{**cfg.__dict__, "data": str(tmp_path / "shard")}),
+    x_shard, _, _, _ = load_training_set(TrainConfig(**{**cfg.__dict__, "data": str(tmp_path / "shard")}),
                                       torch.device("cpu"), log=lambda *_: None)
     assert (x_shard - x_full).abs().max() <= 1 / 127.5 + 1e-6
     assert torch.equal(empty, empty_full)

@@ -45,6 +45,13 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_grow(args) -> int:
+    from designerbox.training.grow import grow
+
+    grow(Path(args.src), Path(args.dst), levels=tuple(int(v) for v in args.levels.split(",")))
+    return 0
+
+
 def cmd_eval(args) -> int:
     from designerbox.studio import Studio
     from designerbox.training.evaluate import evaluate, format_table
@@ -94,6 +101,13 @@ def add_parsers(sub) -> None:
     t.add_argument("--threads", type=int, default=0)
     t.add_argument("--checkpoint-minutes", type=float, default=10)
     t.set_defaults(func=cmd_train)
+
+    g = sub.add_parser("grow", help="a copy of a trained pixel UNet with cross-attention added, drawing the same "
+                                    "images until trained further (training/grow.py)")
+    g.add_argument("src", help="model folder to grow, e.g. src/designerbox/weights/dbx-base-v1")
+    g.add_argument("dst", help="new model folder (its name becomes the model id)")
+    g.add_argument("--levels", default="1,2", help="resolution levels that get cross-attention (0: full size)")
+    g.set_defaults(func=cmd_grow)
 
     e = sub.add_parser("eval", help="score a text-to-image model: prompt adherence, FD-dbx, originality")
     e.add_argument("model", help="a text-to-image model id, e.g. dbx-base-v1")

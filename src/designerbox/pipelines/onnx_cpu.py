@@ -32,8 +32,8 @@ def cpu_backend() -> str:
 
 
 class _Inputs(nn.Module):
-    """The UNet with positional inputs, the conditioning of the pixel models (pooled embedding as a
-    one-token context and as the class embedding), for the exporter."""
+    """The UNet with positional inputs, the conditioning of the pixel models (pooled embedding as the
+    class embedding, and as a one-token context for a network without cross-attention), for the exporter."""
 
     def __init__(self, unet: nn.Module):
         super().__init__()
@@ -43,16 +43,31 @@ class _Inputs(nn.Module):
         return self.unet(x, t, encoder_hidden_states=pooled[:, None], class_labels=pooled).sample
 
 
-def export_unet(unet: nn.Module, path: Path, size: int) -> None:
-    """Write the ONNX graph of `unet` (fp32, batch axis dynamic) to `path`, atomically."""
+class _TokenInputs(_Inputs):
+    """The same for a network with cross-attention: the token states and their mask come in too."""
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, pooled: torch.Tensor, tokens: torch.Tensor,
+                mask: torch.Tensor) -> torch.Tensor:
+        return self.unet(x, t, encoder_hidden_states=tokens, class_labels=pooled, encoder_attention_mask=mask).sample
+
+
+def export_unet(unet: nn.Module, path: Path, size: int, tokens: int = 0) -> None:
+    """Write the ONNX graph of `unet` (fp32, batch axis dynamic) to `path`, atomically. `tokens`: the
+    context length of a cross-attention network (0: none)."""
     channels, dim = unet.config.in_channels, unet.config.projection_class_embeddings_input_dim
     example = (torch.randn(2, channels, size, size), torch.full((2,), 500.0), torch.randn(2, dim))
+    names, wrapper = ["x", "t", "pooled"], _Inputs(unet)
+    if tokens:
+        mask = torch.ones(2, tokens)
+        mask[:, tokens // 2:] = 0
+        example += (torch.randn(2, tokens, unet.config.cross_attention_dim), mask)
+        names, wrapper = names + ["tokens", "mask"], _TokenInputs(unet)
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer notes about Python-side shape checks in diffusers
-        torch.onnx.export(_Inputs(unet).eval(), example, str(tmp), input_names=["x", "t", "pooled"],
-                          output_names=["out"], dynamic_axes={k: {0: "batch"} for k in ("x", "t", "pooled", "out")},
+        torch.onnx.export(wrapper.eval(), example, str(tmp), input_names=names,
+                          output_names=["out"], dynamic_axes={k: {0: "batch"} for k in names + ["out"]},
                           opset_version=18, dynamo=False)
     os.replace(tmp, path)
 
@@ -77,16 +92,19 @@ class OnnxUNet(nn.Module):
         self.inputs = {i.name for i in self.session.get_inputs()}  # the exporter drops unused inputs
         self.path = path
 
-    def forward(self, sample, timestep, encoder_hidden_states=None, class_labels=None):
+    def forward(self, sample, timestep, encoder_hidden_states=None, class_labels=None, encoder_attention_mask=None):
         feed = {"x": sample, "t": timestep.float().expand(sample.shape[0]) if timestep.dim() == 0 else timestep.float(),
                 "pooled": class_labels}
+        if encoder_attention_mask is not None:
+            feed.update(tokens=encoder_hidden_states, mask=encoder_attention_mask)
         feed = {k: v.detach().float().contiguous().numpy() for k, v in feed.items() if k in self.inputs}
         return SimpleNamespace(sample=torch.from_numpy(self.session.run(None, feed)[0]))
 
 
-def onnx_unet(unet: nn.Module, key: str, cache: Path, size: int) -> nn.Module:
+def onnx_unet(unet: nn.Module, key: str, cache: Path, size: int, tokens: int = 0) -> nn.Module:
     """The ONNX Runtime version of `unet` from the cache (exported first if missing), or `unet` itself
-    with a warning when onnxruntime is missing or the export fails. `key`: a hash of the weights and config."""
+    with a warning when onnxruntime is missing or the export fails. `key`: a hash of the weights and config;
+    `tokens`: the context length of a cross-attention network (0: none)."""
     try:
         import onnxruntime
     except ImportError:
@@ -95,7 +113,7 @@ def onnx_unet(unet: nn.Module, key: str, cache: Path, size: int) -> nn.Module:
     path = cache / f"unet-{key[:16]}-torch{torch.__version__.split('+')[0]}-ort{onnxruntime.__version__}.onnx"
     try:
         if not path.is_file():
-            export_unet(unet, path, size)
+            export_unet(unet, path, size, tokens)
         return OnnxUNet(unet, path, torch.get_num_threads())
     except Exception as err:  # an exporter or runtime that cannot take this network: still generate
         warnings.warn(f"ONNX export of the UNet failed ({type(err).__name__}: {err}); it runs on PyTorch")

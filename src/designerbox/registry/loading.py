@@ -13,7 +13,7 @@ from designerbox.models.evaluator import EvalEncoder
 from designerbox.models.gan import Generator
 from designerbox.pipelines.gan_generate import TextGAN
 from designerbox.pipelines.onnx_cpu import cpu_backend
-from designerbox.pipelines.text_to_image import PixelDiffusion
+from designerbox.pipelines.text_to_image import TOKENS, PixelDiffusion, uses_tokens
 from designerbox.registry.files import ModelFileError, verify_files
 from designerbox.registry.manifest import ModelManifest
 from designerbox.registry.text_encoders import shared_minilm
@@ -43,6 +43,7 @@ def load_pixel_diffusion(manifest: ModelManifest, device: str | torch.device = "
     unet_config = json.loads((folder / "unet" / "config.json").read_text())
     sched = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
     unet = UNet2DConditionModel.from_config(unet_config)
+    tokens = uses_tokens(unet_config)  # cross-attention inside: it attends to the prompt's token states
     weights_path = folder / "unet" / "diffusion_pytorch_model.safetensors"
     if not weights_path.is_file():
         raise ModelFileError(f"model {manifest.id} has no weights file: {weights_path} is missing")
@@ -57,14 +58,16 @@ def load_pixel_diffusion(manifest: ModelManifest, device: str | torch.device = "
         from designerbox.settings import Settings
 
         key = hashlib.sha256((manifest.weights_sha256 + json.dumps(unet_config, sort_keys=True)).encode()).hexdigest()
-        unet = onnx_unet(unet, key, Settings.from_env().home / "cache" / "onnx", size=manifest.native_size[0])
+        unet = onnx_unet(unet, key, Settings.from_env().home / "cache" / "onnx", size=manifest.native_size[0],
+                         tokens=TOKENS if tokens else 0)
     if manifest.text_encoder != "all-minilm-l6-v2":
         raise ModelFileError(f"model {manifest.id} asks for text encoder {manifest.text_encoder!r}; "
                              "pixel diffusion models use 'all-minilm-l6-v2'")
     ab = alphas_cumprod(sched["beta_schedule"], sched["num_train_timesteps"],
                         sched.get("beta_start", 1e-4), sched.get("beta_end", 0.02)).float()
     return PixelDiffusion(unet=unet, text_encoder=shared_minilm(str(device)), alphas_cumprod=ab,
-                          prediction=manifest.prediction or "eps", device=torch.device(device), dtype=dtype)
+                          prediction=manifest.prediction or "eps", device=torch.device(device), dtype=dtype,
+                          tokens=tokens)
 
 
 def load_rdn_upscaler(manifest: ModelManifest, device: str | torch.device = "cpu") -> RDN:

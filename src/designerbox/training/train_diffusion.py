@@ -3,7 +3,8 @@
 The recipe (one file, CPU or GPU unchanged):
   1. the dataset (training.data) at `resolution`, captions embedded once by the frozen MiniLM;
   2. a diffusers UNet2DConditionModel from a model folder's unet/config.json, conditioned on the
-     pooled caption embedding (class embedding "projection", scale-shift norm);
+     pooled caption embedding (class embedding "projection", scale-shift norm) and, where the config
+     has cross-attention blocks (training/grow.py), on the caption's MiniLM token states;
   3. v-prediction (Salimans & Ho 2022) on the model folder's DDPM noise table, with min-SNR-5
      loss weighting (Hang et al. 2023) and 10% caption dropout for classifier-free guidance;
   4. AdamW, warm-up then constant lr, bf16 autocast, an EMA of the weights;
@@ -27,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from designerbox.pipelines.text_to_image import TOKENS, uses_tokens
 from designerbox.samplers.discrete import alphas_cumprod
 from designerbox.training import data as dataset
 from designerbox.training.model_folder import update_manifest_files
@@ -62,7 +64,8 @@ def pick_device(name: str) -> torch.device:
 
 
 def load_training_set(cfg: TrainConfig, device: torch.device, log=print):
-    """Images as (N, 3, R, R) in [-1, 1] and pooled caption embeddings (N, V, 384), plus the empty one.
+    """Images as (N, 3, R, R) in [-1, 1] and pooled caption embeddings (N, V, 384), plus the empty one
+    and the rows' metadata (None from a shard).
 
     From a dataset folder (training.data, captions embedded here and cached) or a compact shard
     (training.shard, embeddings inside: what travels to a GPU machine)."""
@@ -70,6 +73,7 @@ def load_training_set(cfg: TrainConfig, device: torch.device, log=print):
         from designerbox.training.shard import load_shard
 
         images, pooled, empty = load_shard(Path(cfg.data))
+        meta = None
     else:
         images, meta = dataset.load(Path(cfg.data))
         keep = np.array([m["split"] == "train" for m in meta])
@@ -80,7 +84,7 @@ def load_training_set(cfg: TrainConfig, device: torch.device, log=print):
     if x.shape[-1] != cfg.resolution:
         x = F.interpolate(x, size=cfg.resolution, mode="area")
     log(f"training set: {len(x)} images at {cfg.resolution}px, {pooled.shape[1]} captions each")
-    return x.to(device), pooled.to(device), empty.to(device)
+    return x.to(device), pooled.to(device), empty.to(device), meta
 
 
 def pooled_captions(data: Path, meta: list[dict], log=print) -> dict[str, torch.Tensor]:
@@ -101,6 +105,38 @@ def pooled_captions(data: Path, meta: list[dict], log=print) -> dict[str, torch.
     text = {"pooled": pooled.view(len(meta), n_var, -1).contiguous(), "empty": encoder([""])[1][0],
             "key": torch.tensor([int(key)])}
     save_file(text, str(cache))
+    return text
+
+
+def caption_tokens(data: Path, meta: list[dict], log=print) -> dict[str, torch.Tensor]:
+    """{"tokens": (N, V, L, 384) fp16 MiniLM token states of every caption variant (zero past each
+    caption's length), "lengths": (N, V), "empty": (L, 384) and "empty_length": (1,)}: what a
+    cross-attention network attends to. L is the longest caption's token count (at most TOKENS).
+    Cached in the dataset folder like the pooled embeddings."""
+    cache = Path(data) / "text_minilm_tokens.safetensors"
+    captions = [c for m in meta for c in m["captions"]]
+    n_var = len(meta[0]["captions"])
+    key = zlib.crc32("\n".join(captions).encode())
+    if cache.exists():
+        cached = load_file(str(cache))
+        if cached["key"].item() == key and cached["tokens"].shape[0] == len(meta):
+            return cached
+    from designerbox.registry.text_encoders import load_minilm
+
+    encoder = load_minilm("cpu")
+    lengths = torch.tensor([len(e.ids) for e in encoder.tokenizer.encode_batch(captions)]).clamp(max=TOKENS)
+    length = int(lengths.max())
+    log(f"token states of {len(captions)} captions ({length} tokens at most) with all-MiniLM-L6-v2 ...")
+    tokens = torch.zeros(len(captions), length, 384, dtype=torch.float16)
+    for i in range(0, len(captions), 512):
+        states = encoder(captions[i:i + 512])[0][:, :length]            # (b, T, 384)
+        tokens[i:i + len(states), :states.shape[1]] = states.half()
+    empty = encoder([""])[0][0]                                         # (2, 384): [CLS] [SEP]
+    text = {"tokens": tokens.view(len(meta), n_var, length, 384), "lengths": lengths.view(len(meta), n_var),
+            "empty": torch.cat([empty, empty.new_zeros(length - len(empty), 384)]).half(),
+            "empty_length": torch.tensor([len(empty)]), "key": torch.tensor([key])}
+    save_file(text, str(cache) + ".tmp")
+    Path(str(cache) + ".tmp").replace(cache)
     return text
 
 
@@ -162,12 +198,21 @@ def train(cfg: TrainConfig, log=print) -> dict:
         torch.backends.cudnn.benchmark = True
     gen = torch.Generator(device=device).manual_seed(cfg.seed)  # on the device: no host work per step
 
-    # 1. data and text embeddings
-    x_all, text_all, empty = load_training_set(cfg, device, log)
+    # 1. data and text embeddings (token states too for a network with cross-attention)
+    x_all, text_all, empty, meta = load_training_set(cfg, device, log)
     n, n_var = text_all.shape[:2]
+    unet = build_unet(model_dir).to(device).train()
+    tokens = uses_tokens(unet.config)
+    if tokens:
+        if meta is None:
+            raise ValueError(f"{model_dir} has cross-attention: it trains from a dataset folder (token states), "
+                             f"not from a shard ({cfg.data}) that holds only pooled embeddings")
+        tok = caption_tokens(Path(cfg.data), meta, log)
+        tok_all, len_all = tok["tokens"].to(device), tok["lengths"].to(device)   # (N, V, L, 384), (N, V)
+        tok_empty, len_empty = tok["empty"].to(device).float(), int(tok["empty_length"])
+        positions = torch.arange(tok_all.shape[2], device=device)
 
     # 2. network, EMA and optimiser; resume from the run, else from the model folder's weights
-    unet = build_unet(model_dir).to(device).train()
     names = {p: k for k, p in unet.named_parameters()}
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay,
                             fused=device.type == "cuda")  # one kernel for all parameters on a GPU
@@ -234,7 +279,14 @@ def train(cfg: TrainConfig, log=print) -> dict:
             for g in opt.param_groups:
                 g["lr"] = cfg.lr * min(1.0, (state["step"] + 1) / cfg.warmup_steps)
             with autocast:
-                pred = unet(x_t, t, encoder_hidden_states=cond[:, None], class_labels=cond).sample
+                if tokens:  # the caption's token states (the empty caption's where dropped), masked past its length
+                    states = torch.where(drop[:, None, None], tok_empty[None], tok_all[idx, var].float())
+                    length = torch.where(drop, len_empty, len_all[idx, var])
+                    mask = (positions[None] < length[:, None]).float()                  # (B, L)
+                    pred = unet(x_t, t, encoder_hidden_states=states, class_labels=cond,
+                                encoder_attention_mask=mask).sample
+                else:
+                    pred = unet(x_t, t, encoder_hidden_states=cond[:, None], class_labels=cond).sample
             loss = (weight_t[t] * (pred.float() - v).pow(2).mean(dim=(1, 2, 3))).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -129,7 +129,7 @@ def train(cfg: GANTrainConfig, log=print) -> dict:
         torch.backends.cudnn.benchmark = True
 
     # 1. data and caption embeddings
-    x_all, text_all, _ = load_training_set(cfg, device, log)                  # (N, 3, R, R), (N, V, 384)
+    x_all, text_all, _, _ = load_training_set(cfg, device, log)               # (N, 3, R, R), (N, V, 384)
     n, n_var = text_all.shape[:2]
 
     # 2. networks, EMA generator and optimisers; resume from the run when it holds a checkpoint
