@@ -157,3 +157,59 @@ def test_outpainting_errors(tiny_sd, sd_home, tmp_path, capsys):
     with pytest.raises(ValueError, match="unknown size preset 'poster'.*x-header"):
         studio.generate(_request(width=None, height=None, init_image=str(tmp_path / "in.png"), outpaint_to="poster"),
                         save=False)
+
+
+# --- a model that cannot fit ----------------------------------------------------------------------------------
+
+def test_the_estimate_is_the_loaded_weights(tiny_sd, sd_home, capsys):
+    """The estimate from the safetensors headers is what the loaded networks hold (within 1%: the
+    text encoder's position_ids buffer is not in the file), in float16 on a GPU: half of it."""
+    from designerbox.registry.cache import module_bytes
+    from designerbox.registry.discovery import Registry
+    from designerbox.registry.memory import estimate_bytes
+    from designerbox.registry.user_checkpoints import load_stable_diffusion
+
+    _add([tiny_sd[0], "--id", "tiny-folder"], capsys)
+    manifest = Registry(sd_home).get("tiny-folder")
+    need = estimate_bytes(manifest, "cpu")
+    loaded = module_bytes(load_stable_diffusion(manifest, "cpu"))
+    assert abs(need - loaded) / loaded < 0.01, (need, loaded)
+    assert estimate_bytes(manifest, "cuda") == need // 2
+
+
+def test_a_model_over_the_budget_is_refused_before_loading(tiny_sd, sd_home, tmp_path, capsys, monkeypatch):
+    from designerbox.cli import main
+    from designerbox.registry.cache import ModelCache
+    from designerbox.registry.memory import ModelTooLargeError
+
+    _add([tiny_sd[0], "--id", "tiny-folder"], capsys)
+    monkeypatch.setenv("DESIGNERBOX_CACHE_MB", "1")
+    assert main(["generate", PROMPT, "--model", "tiny-folder", "--steps", "1", "--size", f"{SIZE}x{SIZE}",
+                 "-o", str(tmp_path), "--no-gallery"]) != 0
+    err = capsys.readouterr().err
+    assert "model 'tiny-folder' needs about" in err and "budget of 1 MiB" in err
+    assert "DESIGNERBOX_CACHE_MB" in err and "smaller size" in err
+    studio = _studio()
+    with pytest.raises(ModelTooLargeError):
+        studio.generate(_request(), save=False)
+    assert len(studio.cache) == 0
+    # the cache refuses before calling the loader, and evicts older models before loading a new one
+    loads = []
+    cache = ModelCache(budget_bytes=100, size_of=lambda v: 60)
+    with pytest.raises(ModelTooLargeError, match="needs about 0 MiB"):
+        cache.get(("big", "cpu"), lambda: loads.append("big"), need=101)
+    cache.get(("a", "cpu"), lambda: loads.append("a") or "a", need=60)
+    cache.get(("b", "cpu"), lambda: ("a", "cpu") not in cache and loads.append("b") or "b", need=60)
+    assert loads == ["a", "b"] and ("a", "cpu") not in cache  # a was gone before b loaded
+
+
+def test_free_memory_is_checked():
+    from designerbox.registry.memory import ModelTooLargeError, check_fits, free_bytes
+
+    free = free_bytes("cpu")
+    assert 0 < free < 2**50
+    check_fits("m", 100 * 2**20, 4096 * 2**20, 200 * 2**20, "cpu")
+    with pytest.raises(ModelTooLargeError, match=r"needs about 500 MiB .* only 200 MiB of RAM is free: .*smaller size"):
+        check_fits("m", 500 * 2**20, 4096 * 2**20, 200 * 2**20, "cpu")
+    with pytest.raises(ModelTooLargeError, match=r"only 200 MiB of GPU is free: .*float16.*DESIGNERBOX_OFFLOAD=model"):
+        check_fits("m", 500 * 2**20, 4096 * 2**20, 200 * 2**20, "cuda")

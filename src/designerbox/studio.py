@@ -36,8 +36,14 @@ class Studio:
         return self._gallery
 
     def model(self, model_id: str | None):
+        """(manifest, loaded model); a model that cannot fit in the cache's budget or the device's free
+        memory is refused before loading (registry.memory: ModelTooLargeError, naming sizes and what to try)."""
+        from designerbox.registry.memory import estimate_bytes, free_bytes
+
         manifest = self.registry.get(model_id)
-        return manifest, self.cache.get((manifest.id, self.device), lambda: load_model(manifest, self.device))
+        return manifest, self.cache.get((manifest.id, self.device), lambda: load_model(manifest, self.device),
+                                        need=estimate_bytes(manifest, self.device),
+                                        free=lambda: free_bytes(self.device))
 
     def upscaler(self, choice: str | None):
         """(manifest, network) of the upscaler a request asks for; None for "none" or when none is installed.
@@ -59,9 +65,17 @@ class Studio:
     def generate(self, request: GenerationRequest, progress: Callable[[dict], None] | None = None,
                  save: bool = True) -> list[GeneratedImage]:
         """Run one request; every image goes into the gallery unless save is False."""
+        import torch
+
+        from designerbox.registry.memory import out_of_memory
+
         manifest, model = self.model(request.model)
-        images = run_generation(request, manifest, model, progress=progress, upscaler=self.upscaler(request.upscaler),
-                                lora_home=self.settings.home)
+        try:
+            images = run_generation(request, manifest, model, progress=progress,
+                                    upscaler=self.upscaler(request.upscaler), lora_home=self.settings.home)
+        except torch.cuda.OutOfMemoryError:
+            size = f"{request.width}x{request.height}" if request.width else request.size_preset or "the default size"
+            raise out_of_memory(manifest.id, self.device, f"drawing {request.batch_size} image(s) at {size}") from None
         if save:
             for img in images:
                 row = self.gallery.add(img.png, img.record)

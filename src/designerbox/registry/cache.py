@@ -35,19 +35,49 @@ class ModelCache(Generic[T]):
     def used_bytes(self) -> int:
         return sum(size for _, size in self._items.values())
 
-    def get(self, key: tuple, load: Callable[[], T]) -> T:
+    def get(self, key: tuple, load: Callable[[], T], need: int | None = None,
+            free: Callable[[], int] | None = None) -> T:
+        """The cached value of key, or load() it. key = (model id, device, ...).
+
+        need  the bytes the model will take (registry.memory.estimate_bytes), known before loading: a
+              model larger than the budget is refused unloaded, and older models are evicted first so
+              the new one loads into freed memory
+        free  the device's free bytes now (registry.memory.free_bytes), checked against `need` after
+              the eviction; a CUDA out-of-memory error while loading becomes a ModelTooLargeError too"""
+        from designerbox.registry.memory import ModelTooLargeError, check_fits, mib, out_of_memory
+
         if key in self._items:
             self._items.move_to_end(key)
             return self._items[key][0]
-        value = load()
+        device = key[1] if len(key) > 1 else "cpu"
+        if need is not None:
+            check_fits(key[0], need, self.budget_bytes, None, device)
+            self._evict(need)
+            check_fits(key[0], need, self.budget_bytes, free() if free else None, device)
+        try:
+            value = load()
+        except torch.cuda.OutOfMemoryError:
+            raise out_of_memory(key[0], device, "loading its weights") from None
         size = self.size_of(value)
         if size > self.budget_bytes:
-            raise MemoryError(f"model {key[0]} needs {size / 2**20:.0f} MiB, more than the model cache's budget of "
-                              f"{self.budget_bytes / 2**20:.0f} MiB (set DESIGNERBOX_CACHE_MB to raise it)")
-        while self._items and self.used_bytes + size > self.budget_bytes:
-            self._items.popitem(last=False)
+            raise ModelTooLargeError(f"model {key[0]} needs {mib(size)}, more than the model cache's budget of "
+                                     f"{mib(self.budget_bytes)} (set DESIGNERBOX_CACHE_MB to raise it)")
+        self._evict(size)
         self._items[key] = (value, size)
         return value
+
+    def _evict(self, size: int) -> None:
+        """Drop least-recently-used models until `size` more bytes fit in the budget, and give their memory back."""
+        import gc
+
+        dropped = False
+        while self._items and self.used_bytes + size > self.budget_bytes:
+            self._items.popitem(last=False)
+            dropped = True
+        if dropped:
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
 
     def clear(self) -> None:
         self._items.clear()
