@@ -99,3 +99,70 @@ def test_a_gan_hides_sampling_options_and_errors_are_shown(page):
     expect(page.locator("#status")).to_contain_text("less than or equal to 16")
     expect(page.locator("#status")).to_have_class("error")
     assert json.loads(page.evaluate("JSON.stringify(requestFromForm())"))["batch_size"] == 40
+
+
+def test_run_the_social_tool_and_find_its_outputs_in_the_gallery(page, server, tmp_path):
+    """Tools tab: pick the social tool, upload skimage's astronaut, pick a preset, run, see the outputs."""
+    expect = sync_api.expect
+    data = pytest.importorskip("skimage.data")
+    from PIL import Image
+
+    Image.fromarray(data.astronaut()).resize((160, 160)).save(tmp_path / "astronaut.png")
+    page.click("#tab-tools")
+    names = [t["name"] for t in httpx.get(f"{server.url}/api/v1/tools").json()]
+    expect(page.locator("#tool option")).to_have_count(len(names))     # every tool of the registry
+    page.select_option("#tool", "social")
+    expect(page.locator("#tool-prompt-label")).to_be_visible()         # social can draw its input from a prompt
+    page.select_option("#tool-preset", "x")                            # X: post and header
+    page.set_input_files("#tool-files", str(tmp_path / "astronaut.png"))
+    page.locator("#tool-options-box summary").click()
+    page.select_option("#tool-options [data-option=fit]", '"pad"')
+    page.click("#tool-button")
+    expect(page.locator("#tool-status")).to_have_text("done: 2 output(s)", timeout=60_000)
+    cards = page.locator("#tool-results .card")
+    expect(cards).to_have_count(2)
+    expect(cards.first.locator("img")).to_have_js_property("complete", True)
+    widths = sorted(cards.nth(i).locator("img").evaluate("img => img.naturalWidth") for i in range(2))
+    assert widths == [1500, 1600]                                       # x-header 1500x500, x-post 1600x900
+    job = httpx.get(f"{server.url}/api/v1/jobs", params={"state": "succeeded"}).json()["jobs"][0]
+    assert job["kind"] == "tool" and job["source"] == "web" and job["request"]["preset"] == "x"
+    assert job["request"]["options"] == {"fit": "pad"} and job["request"]["inputs"][0]["name"] == "astronaut.png"
+
+    page.click("#tab-gallery")
+    page.select_option("#gallery-model", "tool:social")
+    page.click("#gallery-form button[type=submit]")
+    found = page.locator("#gallery-grid .card")
+    expect(found).to_have_count(2)
+    found.first.locator("button", has_text="Reuse settings").click()    # back to Tools, preset and options set
+    expect(page.locator("#tools")).to_be_visible()
+    expect(page.locator("#tool-preset")).to_have_value("x")
+    expect(page.locator("#tool-options [data-option=fit]")).to_have_value('"pad"')
+
+
+def test_models_tab_draws_a_side_by_side_grid(page, server):
+    """Models tab: one prompt and seed on dbx-base-v1 and dbx-gan-v0, one job per model, a 2-cell grid."""
+    expect = sync_api.expect
+    page.click("#tab-models")
+    for box in page.locator("#compare-models input").all():
+        box.set_checked(box.get_attribute("value") in ("dbx-base-v1", "dbx-gan-v0"))
+    page.fill("#compare-prompt", "a green cactus")
+    page.fill("#compare-seed", "1234")
+    page.fill("#compare-steps", "6")
+    page.click("#compare-button")
+    expect(page.locator("#compare-status")).to_have_text("done: 2 model(s)", timeout=90_000)
+    cells = page.locator("#compare-grid .card")
+    expect(cells).to_have_count(2)
+    base, gan = cells.nth(0), cells.nth(1)
+    expect(base.locator("h3")).to_have_text("dbx-base-v1")
+    expect(gan.locator("h3")).to_have_text("dbx-gan-v0")
+    expect(base.locator(".settings")).to_contain_text("seed 1234")
+    expect(base.locator(".settings")).to_contain_text("6 steps")
+    expect(gan.locator(".settings")).to_contain_text("seed 1234")
+    expect(gan.locator(".settings")).to_contain_text("truncation")
+    for cell in (base, gan):
+        expect(cell.locator("img")).to_have_js_property("complete", True)
+        assert cell.locator("img").evaluate("img => img.naturalWidth") > 0
+    jobs = httpx.get(f"{server.url}/api/v1/jobs", params={"limit": 2}).json()["jobs"]
+    requests = sorted((j["request"] for j in jobs), key=lambda r: r["model"])
+    assert requests == [{"prompt": "a green cactus", "model": "dbx-base-v1", "seed": 1234, "steps": 6},
+                        {"prompt": "a green cactus", "model": "dbx-gan-v0", "seed": 1234}]

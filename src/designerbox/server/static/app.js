@@ -10,6 +10,8 @@ const $ = (id) => document.getElementById(id);
 const KEY_ITEM = "designerbox-api-key";
 let models = {};          // id -> model (from GET /api/v1/models)
 let currentJob = null;    // the job the Generate panel follows
+const onStart = [];       // loaders of the other panels (tools.js, models.js): run by start()
+const onModels = [];      // called with the text-to-image models once they are loaded
 
 function authHeaders(headers = {}) {
   const key = localStorage.getItem(KEY_ITEM);
@@ -105,6 +107,7 @@ async function loadChoices() {
     $("model").add(new Option(label, m.id, m.default, m.default));
     $("gallery-model").add(new Option(m.id, m.id));
   }
+  for (const f of onModels) f(modelList.models, presets);
   for (const s of presets.styles) $("style").add(new Option(s.name, s.id));
   for (const s of presets.sizes) $("size").add(new Option(`${s.name} (${s.width}x${s.height})`, s.id));
   showModelInfo();
@@ -230,6 +233,7 @@ function card(image) {
 
 async function reuseSettings(imageId) {
   const image = await getJSON(`${api}/images/${imageId}`);
+  if (image.record.task === "tool") return reuseToolSettings(image.record);  // tools.js
   const r = image.record.request;
   $("prompt").value = r.prompt;
   $("model").value = r.model;
@@ -264,5 +268,6 @@ function start() {
   setStatus("");
   showWho().catch(() => { $("whoami").textContent = ""; });
   loadChoices().catch((err) => setStatus(`could not load models: ${err.message}`, true));
+  for (const f of onStart) f();
 }
-start();
+window.addEventListener("DOMContentLoaded", start);  // after tools.js and models.js have registered
