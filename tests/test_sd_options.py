@@ -213,3 +213,59 @@ def test_free_memory_is_checked():
         check_fits("m", 500 * 2**20, 4096 * 2**20, 200 * 2**20, "cpu")
     with pytest.raises(ModelTooLargeError, match=r"only 200 MiB of GPU is free: .*float16.*DESIGNERBOX_OFFLOAD=model"):
         check_fits("m", 500 * 2**20, 4096 * 2**20, 200 * 2**20, "cuda")
+
+
+# --- CPU offload (pipelines/offload.py) -----------------------------------------------------------------------
+
+def test_offload_moves_one_network_at_a_time_and_keeps_the_image(tiny_sd, sd_home, capsys, monkeypatch):
+    """On this CPU-only machine the execution and offload devices are both the CPU: the hooks run as on a
+    GPU (each network made resident when it is called, the last one sent back), and the image is the same."""
+    from designerbox.pipelines.stable_diffusion import sd_text_to_image
+    from designerbox.registry.discovery import Registry
+    from designerbox.registry.user_checkpoints import load_stable_diffusion
+
+    _add([tiny_sd[0], "--id", "tiny-folder"], capsys)
+    manifest = Registry(sd_home).get("tiny-folder")
+    kwargs = dict(width=SIZE, height=SIZE, steps=2, sampler="euler", schedule="karras", cfg_scale=5.0, seeds=[3, 4])
+    plain = load_stable_diffusion(manifest, "cpu")
+    offloaded = load_stable_diffusion(manifest, "cpu", offload="model")
+    assert not hasattr(plain, "offload") and set(offloaded.offload.networks) == {"text_encoder", "unet", "vae"}
+    a = sd_text_to_image(plain, PROMPT, NEGATIVE, **kwargs)
+    b = sd_text_to_image(offloaded, PROMPT, NEGATIVE, **kwargs)
+    assert torch.equal(a, b) and (a * 255).std() > 1
+    assert offloaded.offload.moves == ["text_encoder", "unet", "vae"]  # each network moved once per image
+    init = torch.rand(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
+    offloaded.offload.moves.clear()
+    c = sd_text_to_image(offloaded, PROMPT, NEGATIVE, init_images=init, strength=0.5, **kwargs)
+    assert torch.equal(c, sd_text_to_image(plain, PROMPT, NEGATIVE, init_images=init, strength=0.5, **kwargs))
+    assert offloaded.offload.moves == ["text_encoder", "vae", "unet", "vae"]  # the VAE encodes the picture first
+    offloaded.offload.release()
+    assert offloaded.offload.resident is None
+    # the setting: DESIGNERBOX_OFFLOAD, else the manifest (models add --offload)
+    monkeypatch.setenv("DESIGNERBOX_OFFLOAD", "model")
+    assert hasattr(load_stable_diffusion(manifest, "cpu"), "offload")
+    monkeypatch.setenv("DESIGNERBOX_OFFLOAD", "sometimes")
+    with pytest.raises(ValueError, match="offload must be one of none, model"):
+        load_stable_diffusion(manifest, "cpu")
+    monkeypatch.delenv("DESIGNERBOX_OFFLOAD")
+    _add([tiny_sd[0], "--id", "tiny-offloaded", "--offload", "model"], capsys)
+    offloaded_by_manifest = Registry(sd_home).get("tiny-offloaded")
+    assert offloaded_by_manifest.offload == "model"
+    assert hasattr(load_stable_diffusion(offloaded_by_manifest, "cpu"), "offload")
+
+
+def test_offload_follows_the_calls():
+    """A call to a network or to one of its children makes the whole network resident (the previous
+    one sent back); removed hooks move nothing."""
+    from torch import nn
+
+    from designerbox.pipelines.offload import ModelOffload
+
+    a, b = nn.Linear(2, 2), nn.Sequential(nn.Linear(2, 2))
+    off = ModelOffload({"a": a, "b": b}, "cpu", "cpu")
+    x = torch.ones(1, 2)
+    a(x), b[0](x), b(x), a(x)  # a child's call makes its whole network resident
+    assert off.moves == ["a", "b", "a"] and off.resident == "a"
+    off.remove()
+    b(x)
+    assert off.moves == ["a", "b", "a"]

@@ -124,7 +124,7 @@ def cmd_models(args) -> int:
 
         folder, report = add_checkpoint(Path(args.path), settings.home, settings.home / "cache", model_id=args.id,
                                         family=args.family, config=Path(args.config) if args.config else None,
-                                        force=args.force, prediction=args.prediction)
+                                        force=args.force, prediction=args.prediction, offload=args.offload)
         print(json.dumps(report, indent=2) if args.json else
               f"added {report['id']} ({report['family']}, {report['prediction']}-prediction, hash {report['hash']}) "
               f"in {folder}" + (f"\nnote: {report['note']}" if report["note"] else ""))
@@ -364,6 +364,9 @@ def build_parser() -> argparse.ArgumentParser:
     ma.add_argument("--prediction", choices=["eps", "v"],
                     help="what a single file's UNet predicts: eps (SD 1.x, SD 2.x-base 512, SDXL) or v (SD 2.x-768); "
                          "default: an A1111 NAME.yaml beside the file, else v for SD 2.x and eps otherwise")
+    ma.add_argument("--offload", choices=["none", "model"],
+                    help="'model': keep its networks in CPU memory, each on the GPU only while it runs (large models "
+                         "on small GPUs); DESIGNERBOX_OFFLOAD overrides it")
     ma.add_argument("--force", action="store_true", help="replace a model with the same id")
     ma.add_argument("--json", action="store_true")
     m.set_defaults(func=cmd_models)

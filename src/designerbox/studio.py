@@ -38,12 +38,17 @@ class Studio:
     def model(self, model_id: str | None):
         """(manifest, loaded model); a model that cannot fit in the cache's budget or the device's free
         memory is refused before loading (registry.memory: ModelTooLargeError, naming sizes and what to try)."""
+        import os
+
+        from designerbox.pipelines.offload import offload_mode
         from designerbox.registry.memory import estimate_bytes, free_bytes
 
         manifest = self.registry.get(model_id)
+        # offloaded networks wait in CPU memory (the loader reads the same setting): RAM must hold them all
+        offloaded = offload_mode(os.environ.get("DESIGNERBOX_OFFLOAD") or manifest.offload) == "model"
         return manifest, self.cache.get((manifest.id, self.device), lambda: load_model(manifest, self.device),
                                         need=estimate_bytes(manifest, self.device),
-                                        free=lambda: free_bytes(self.device))
+                                        free=lambda: free_bytes("cpu" if offloaded else self.device))
 
     def upscaler(self, choice: str | None):
         """(manifest, network) of the upscaler a request asks for; None for "none" or when none is installed.

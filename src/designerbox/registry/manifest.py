@@ -44,6 +44,9 @@ class ModelManifest(BaseModel):
     text_encoder: str | None = None
     defaults: SamplingDefaults | None = None
     truncation: float | None = Field(None, ge=0, le=2, description="GANs: the default truncation psi (1: none)")
+    offload: Literal["none", "model"] | None = Field(None, description="diffusion models: 'model' keeps the networks "
+                                                     "in CPU memory, each on the GPU only while it runs (large "
+                                                     "models); DESIGNERBOX_OFFLOAD overrides it")
     files: list[ModelFile] = []
     card: str | None = Field(None, description="model card, relative to the model folder")
 

@@ -113,12 +113,13 @@ def resolve_prediction(path: Path, found, prediction: str | None):
 
 def add_checkpoint(path: Path, home: Path, cache: Path, model_id: str | None = None, family: str | None = None,
                    config: Path | None = None, force: bool = False,
-                   prediction: str | None = None) -> tuple[Path, dict]:
+                   prediction: str | None = None, offload: str | None = None) -> tuple[Path, dict]:
     """Register a .safetensors file or a diffusers folder as a user model; returns its folder and a report.
 
     family      what the user says it is: checked against what the tensors say
     config      a diffusers-format config folder for a single file of a non-standard architecture
     prediction  "eps" or "v" for a single file (SD 2.x-base is eps, SD 2.x-768 v); see resolve_prediction
+    offload     "model" or "none": the manifest's CPU offload default (pipelines/offload.py)
     """
     from designerbox.registry.clip_tokenizer import copy_tokenizer
 
@@ -184,6 +185,8 @@ def add_checkpoint(path: Path, home: Path, cache: Path, model_id: str | None = N
             "size_multiple": multiple, "prediction": found.prediction, "text_encoder": TEXT_ENCODERS[found.id],
             "defaults": DEFAULTS[found.id], "files": files,
         }
+        if offload is not None:
+            manifest["offload"] = offload
         ModelManifest.model_validate(manifest)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         if dest.exists():
@@ -271,7 +274,7 @@ def _match_text_model_prefix(state: dict[str, torch.Tensor], expected: dict) -> 
 
 def load_stable_diffusion(manifest: ModelManifest, device: str | torch.device = "cpu",
                           dtype: torch.dtype | None = None, compile: str | None = None,
-                          vae_tiling: str | None = None):
+                          vae_tiling: str | None = None, offload: str | None = None):
     """A LatentDiffusion (sd15, sd2) or LatentDiffusionXL (sdxl) from a registered file or folder,
     hash-checked first, fully offline.
 
@@ -279,7 +282,10 @@ def load_stable_diffusion(manifest: ModelManifest, device: str | torch.device = 
     which overflows in float16) stays in float32. On a GPU the networks also get the speed-ups of
     pipelines.speed (channels-last, fused QKV; `compile`, default $DESIGNERBOX_COMPILE, e.g.
     "reduce-overhead": CUDA graphs, 3.6x faster per image on an H100, 44 s warm-up, 8 s from the cache).
-    vae_tiling: "auto" (tiles above 1536x1536 pixels), "on" or "off"; default $DESIGNERBOX_VAE_TILING."""
+    vae_tiling: "auto" (tiles above 1536x1536 pixels), "on" or "off"; default $DESIGNERBOX_VAE_TILING.
+    offload: "model" keeps the networks in CPU memory and moves each to `device` only while it runs
+    (pipelines/offload.py; no torch.compile then), "none"; default $DESIGNERBOX_OFFLOAD, else the
+    manifest's `offload`, else none."""
     from safetensors.torch import load_file
     from transformers import CLIPTokenizer
 
@@ -291,7 +297,10 @@ def load_stable_diffusion(manifest: ModelManifest, device: str | torch.device = 
     if manifest.family not in LOADABLE:
         raise ModelFileError(f"model {manifest.id}: family {manifest.family!r} cannot be loaded yet "
                              f"(loadable: {', '.join(LOADABLE)})")
+    from designerbox.pipelines.offload import enable_model_offload, offload_mode
+
     vae_tiling = vae_tiling_mode(vae_tiling or os.environ.get("DESIGNERBOX_VAE_TILING"))  # before any loading
+    offload = offload_mode(offload or os.environ.get("DESIGNERBOX_OFFLOAD") or manifest.offload)
     verify_files(manifest.folder, manifest.files)
     source, single = _source(manifest)
     config = manifest.folder / CONFIG_DIR if single else source
@@ -334,7 +343,8 @@ def load_stable_diffusion(manifest: ModelManifest, device: str | torch.device = 
     dtype = dtype or (torch.float16 if on_gpu else torch.float32)
     for name, net in nets.items():
         upcast = name == "vae" and found.id == "sdxl" and net.config.get("force_upcast", False)
-        nets[name] = net.to(device, torch.float32 if upcast else dtype).eval().requires_grad_(False)
+        where = "cpu" if offload == "model" else device  # offloaded networks wait in CPU memory
+        nets[name] = net.to(where, torch.float32 if upcast else dtype).eval().requires_grad_(False)
     common = dict(alphas_cumprod=ab, prediction=prediction, device=torch.device(device), dtype=dtype,
                   vae_tiling=vae_tiling)
     if found.id == "sdxl":
@@ -344,5 +354,7 @@ def load_stable_diffusion(manifest: ModelManifest, device: str | torch.device = 
     if on_gpu:
         from designerbox.pipelines.speed import speed_up
 
-        speed_up(model, compile=compile or os.environ.get("DESIGNERBOX_COMPILE") or None)
+        speed_up(model, compile=None if offload == "model" else compile or os.environ.get("DESIGNERBOX_COMPILE") or None)
+    if offload == "model":
+        enable_model_offload(model, device)
     return model
