@@ -429,6 +429,9 @@ def build_parser() -> argparse.ArgumentParser:
     from designerbox.cli_tool import add_parser as add_tool_parser  # the creation tools keep their own options
 
     add_tool_parser(sub)
+    from designerbox.cli_brand import add_parser as add_brand_parser  # brand kits for the marketing tool
+
+    add_brand_parser(sub)
     return p
 
 

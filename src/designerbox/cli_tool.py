@@ -16,7 +16,7 @@ from pathlib import Path
 def add_parser(sub) -> None:
     t = sub.add_parser("tool", help="creation tools: product photos, social sizes ... (`designerbox tool list`)",
                        add_help=False)
-    t.add_argument("name", nargs="?", default="list", help="a tool (product, social), or `list`")
+    t.add_argument("name", nargs="?", default="list", help="a tool (product, social, marketing ...), or `list`")
     t.add_argument("argv", nargs=argparse.REMAINDER)  # parsed by tool_parser: options may come before inputs
     t.set_defaults(func=cmd_tool)
 
@@ -33,6 +33,8 @@ def tool_parser(name: str) -> argparse.ArgumentParser:
                    help="a tool option, e.g. --set background=gradient --set fill=0.8; "
                         "lists comma-separated (--set sizes=x-post,tiktok); JSON values are read as JSON")
     t.add_argument("--prompt", help="tools that take one: draw the input image from this prompt first")
+    t.add_argument("--brand", help="marketing: a brand kit saved with `designerbox brand add` (--user: whose)")
+    t.add_argument("--user", help="whose brand kit (default: the local user)")
     t.add_argument("--zip", action="store_true", help="write every output into one zip file")
     t.add_argument("--max-megapixels", type=float, default=25.0,
                    help="inputs larger than this are downscaled while loading (default 25)")
@@ -70,6 +72,12 @@ def cmd_tool(ns) -> int:
         if not tool.prompt_field:
             raise ValueError(f"the {tool.name} tool does not take a prompt; give it input images")
         options[tool.prompt_field] = args.prompt
+    if args.brand is not None:
+        if "brand" not in tool.options.model_fields:
+            raise ValueError(f"the {tool.name} tool takes no brand kit (--brand is for the marketing tool)")
+        from designerbox.cli_brand import load_brand
+
+        options["brand"] = load_brand(args.brand, args.user)
     from designerbox.jobs.tool import export, run_tool
 
     out = Path(args.output)

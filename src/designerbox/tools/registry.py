@@ -29,6 +29,7 @@ from designerbox.presets import UnknownPresetError
 TOOL_MODULES = {
     "product": "designerbox.tools.product",
     "social": "designerbox.tools.social",
+    "marketing": "designerbox.tools.marketing",
 }
 
 
