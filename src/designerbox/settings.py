@@ -19,6 +19,9 @@ class Settings:
     quota_concurrent: int = 8          # DESIGNERBOX_QUOTA_CONCURRENT: a user's queued + running jobs (0: no limit)
     quota_per_minute: int = 60         # DESIGNERBOX_QUOTA_PER_MINUTE: jobs a user may submit a minute (0: no limit)
     require_keys: bool = False         # set by `serve` on a non-loopback address: never serve without a key
+    batch_images: int = 16             # DESIGNERBOX_BATCH_IMAGES: queued generations that share model, size, steps,
+                                       #   sampler, schedule and cfg run as one network call of up to this many
+                                       #   images (1: every job alone)
     # records and images (a cluster: one database and one shared folder for the API and every worker)
     database: str | None = None        # DESIGNERBOX_DATABASE: a SQLAlchemy URL for jobs, images and users
                                        #   (None: SQLite files in home: queue.sqlite, gallery/, users.sqlite)
@@ -36,6 +39,7 @@ class Settings:
                    webhook_hosts=hosts,
                    quota_concurrent=_whole(env, "DESIGNERBOX_QUOTA_CONCURRENT", 8, "jobs"),
                    quota_per_minute=_whole(env, "DESIGNERBOX_QUOTA_PER_MINUTE", 60, "jobs"),
+                   batch_images=max(1, _whole(env, "DESIGNERBOX_BATCH_IMAGES", 16, "images")),
                    database=env.get("DESIGNERBOX_DATABASE") or None,
                    images=Path(env["DESIGNERBOX_IMAGES"]).expanduser() if env.get("DESIGNERBOX_IMAGES") else None)
 

@@ -68,8 +68,9 @@ class Studio:
         return self.model(choice)
 
     def generate(self, request: GenerationRequest, progress: Callable[[dict], None] | None = None,
-                 save: bool = True) -> list[GeneratedImage]:
-        """Run one request; every image goes into the gallery unless save is False."""
+                 save: bool = True, drawer: Callable | None = None) -> list[GeneratedImage]:
+        """Run one request; every image goes into the gallery unless save is False. drawer: see
+        jobs.generate.run_generation (the server's batched draws)."""
         import torch
 
         from designerbox.registry.memory import out_of_memory
@@ -77,7 +78,8 @@ class Studio:
         manifest, model = self.model(request.model)
         try:
             images = run_generation(request, manifest, model, progress=progress,
-                                    upscaler=self.upscaler(request.upscaler), lora_home=self.settings.home)
+                                    upscaler=self.upscaler(request.upscaler), lora_home=self.settings.home,
+                                    drawer=drawer)
         except torch.cuda.OutOfMemoryError:
             size = f"{request.width}x{request.height}" if request.width else request.size_preset or "the default size"
             raise out_of_memory(manifest.id, self.device, f"drawing {request.batch_size} image(s) at {size}") from None

@@ -282,7 +282,7 @@ def apply_embeddings(model, prompt: str, negative: str | None, home: Path | None
 def run_generation(req: GenerationRequest, manifest: ModelManifest, model,
                    progress: Callable[[dict], None] | None = None,
                    upscaler: tuple[ModelManifest, object] | None = None,
-                   lora_home: Path | None = None) -> list[GeneratedImage]:
+                   lora_home: Path | None = None, drawer: Callable | None = None) -> list[GeneratedImage]:
     """Draw the images of one request with an already loaded model; returns them with their records.
 
     upscaler   (manifest, loaded network) of a super-resolution model for sizes beyond the drawn
@@ -290,6 +290,8 @@ def run_generation(req: GenerationRequest, manifest: ModelManifest, model,
     lora_home  $DESIGNERBOX_HOME: where <lora:NAME:STRENGTH> tags in the prompt find loras/NAME
                (pipelines/lora.py) and words of the prompts find embeddings/NAME (textual inversion,
                pipelines/textual_inversion.py); the Stable Diffusion families only
+    drawer     instead of the family's text-to-image function, with its signature: the server's worker
+               passes one that draws several jobs' images in one batched network call (jobs/batch.py)
     """
     t0 = time.time()
     inputs = {k: read_input_image(getattr(req, k), k) for k in ("init_image", "mask_image") if getattr(req, k)}
@@ -344,7 +346,7 @@ def run_generation(req: GenerationRequest, manifest: ModelManifest, model,
             image_inputs = {"init_images": image_tensor(inputs["init_image"].image, dw, dh), "strength": r.strength}
             if "mask_image" in inputs:
                 image_inputs["mask"] = image_tensor(inputs["mask_image"].image, dw, dh, mode="L")
-        images = draw(model, prompt, negative, width=dw, height=dh, steps=r.steps, sampler=r.sampler,
+        images = (drawer or draw)(model, prompt, negative, width=dw, height=dh, steps=r.steps, sampler=r.sampler,
                       schedule=r.schedule, cfg_scale=r.cfg_scale, seeds=seeds, callback=callback, **image_inputs)
     enlarge = None
     if upscaler is not None:

@@ -42,18 +42,23 @@ def steps_for_strength(steps: int, strength: float) -> int:
 def draw(model, prompt: str, negative_prompt: str | None, *, width: int, height: int, steps: int, sampler: str,
          schedule: str, cfg_scale: float, seeds: list[int], callback: Callable[[dict], None] | None = None,
          init_images: torch.Tensor | None = None, strength: float = 1.0,
-         mask: torch.Tensor | None = None) -> torch.Tensor:
+         mask: torch.Tensor | None = None, conditions: tuple[dict, dict] | None = None,
+         generators: list[tuple[torch.Generator, int]] | None = None) -> torch.Tensor:
     """Images (B, 3, H, W) in [0, 1] on the CPU, B = len(seeds).
 
     init_images  (1 or B, 3, H, W) in [0, 1]: image to image from these
     strength     share of the schedule run from init_images (1: all of it, from noise at sigma_max)
     mask         (1 or B, 1, H, W) in [0, 1], 1 = repaint: inpainting (needs init_images)
+    conditions   (cond, uncond) made already, B rows each (several requests in one batch, see
+                 stack_conditions); prompt and negative_prompt are then not used
+    generators   [(generator, rows)] for the ancestral samplers' fresh noise, one per group of rows
+                 (default: one generator seeded by seeds[0] for the whole batch)
     """
     if mask is not None and init_images is None:
         raise ValueError("inpainting needs the image the mask belongs to (init_images)")
     batch = len(seeds)
     # 1. the conditions of both branches of classifier-free guidance
-    cond, uncond = model.conditions(prompt, negative_prompt, batch, width, height)
+    cond, uncond = conditions or model.conditions(prompt, negative_prompt, batch, width, height)
     # 2. network -> denoiser D(x, sigma)
     denoiser = model.denoiser()
     # 3. the noise levels; image to image runs the tail of the schedule
@@ -73,7 +78,7 @@ def draw(model, prompt: str, negative_prompt: str | None, *, width: int, height:
         cells = F.adaptive_max_pool2d(mask.float(), shape[1:]).to(model.device).expand(batch, -1, -1, -1)
         guided = MaskedDenoiser(guided, x0, cells)  # any repainted pixel makes its latent cell repainted
     # 5. sample; ancestral samplers draw their extra noise from a generator seeded by seeds[0]
-    generator = torch.Generator().manual_seed(seeds[0])
+    generator = generators or torch.Generator().manual_seed(seeds[0])
     x = get_sampler(sampler)(guided, x, sigmas, extra_args={"cond": cond, "uncond": uncond},
                              callback=callback, generator=generator)
     # 6. back to pixels; an inpainted image keeps the original pixels outside the mask
@@ -82,3 +87,24 @@ def draw(model, prompt: str, negative_prompt: str | None, *, width: int, height:
         m = mask.float().cpu()
         images = m * images + (1 - m) * init_images.float().cpu()
     return images
+
+
+def stack_conditions(parts: list[tuple[dict, dict]]) -> tuple[dict, dict]:
+    """The (cond, uncond) of several requests as one batch: tensors concatenated along dim 0, other
+    values equal in all (ValueError naming the key otherwise, or when shapes past dim 0 differ)."""
+    stacked = []
+    for branch in (0, 1):
+        dicts = [p[branch] for p in parts]
+        out = {}
+        for key in dicts[0]:
+            values = [d[key] for d in dicts]
+            if isinstance(values[0], torch.Tensor):
+                if len({tuple(v.shape[1:]) for v in values}) != 1:
+                    raise ValueError(f"condition {key!r} has shapes {[tuple(v.shape) for v in values]}: not stackable")
+                out[key] = torch.cat(values)
+            elif all(v == values[0] for v in values):
+                out[key] = values[0]
+            else:
+                raise ValueError(f"condition {key!r} differs between the requests: not stackable")
+        stacked.append(out)
+    return stacked[0], stacked[1]

@@ -26,7 +26,14 @@ def _denoise(model, x: torch.Tensor, sigma: float, extra_args: dict) -> torch.Te
     return model(x, s, **extra_args)
 
 
-def _noise(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+def _noise(x: torch.Tensor, generator) -> torch.Tensor:
+    """Fresh noise like x. generator: a torch.Generator, None, or a list of (generator, rows) pairs whose
+    rows add up to x's batch: each group of rows draws from its own generator, as it would alone (the
+    server batches several jobs into one call and each job keeps its own noise)."""
+    if isinstance(generator, (list, tuple)):
+        if sum(rows for _, rows in generator) != x.shape[0]:
+            raise ValueError(f"generator groups cover {sum(r for _, r in generator)} rows, x has {x.shape[0]}")
+        return torch.cat([_noise(x[:rows], g) for g, rows in generator])  # shapes only: x[:rows] is not read
     device = generator.device if generator is not None else x.device
     return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=device).to(x.device)  # like x
 

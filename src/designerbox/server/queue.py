@@ -32,6 +32,7 @@ import secrets
 import socket
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Callable
 
 from sqlalchemy import JSON, Boolean, DateTime, Integer, String, Text, func, select, update
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
@@ -233,6 +234,44 @@ class JobQueue:
                 if done.rowcount == 1:
                     return s.get(JobRow, job_id)
         return None
+
+    def claim_more(self, first: JobRow, worker: str, device: str, fits: Callable[[JobRow], bool],
+                   room: int, weight: Callable[[JobRow], int] = lambda row: 1) -> list[JobRow]:
+        """More queued jobs to run together with `first` (just claimed): generations of its priority for
+        which fits(row) holds, while their weights (images) add up to at most `room`. They are picked
+        round-robin by user (least recently served first, then one job per user in turn, each user's
+        oldest first), so a batch serves many users rather than one user's backlog."""
+        with Session(self.engine) as s:
+            rows = s.scalars(select(JobRow).where(JobRow.state == "queued", JobRow.priority == first.priority,
+                                                  JobRow.kind == "generation")
+                             .order_by(JobRow.created_at, JobRow.id).limit(500)).all()
+            served = dict(s.execute(select(JobRow.user, func.max(JobRow.started_at))
+                                    .where(JobRow.user.in_({r.user for r in rows}), JobRow.started_at.is_not(None))
+                                    .group_by(JobRow.user)).all())
+        per_user: dict[str, list[JobRow]] = {}
+        for row in rows:
+            if fits(row):
+                per_user.setdefault(row.user, []).append(row)
+        order = sorted(per_user, key=lambda u: (served.get(u) is not None, served.get(u) or datetime.min, u))
+        picked, turn = [], 0
+        while any(per_user.values()):
+            user = order[turn % len(order)]
+            turn += 1
+            if not per_user[user]:
+                continue
+            row = per_user[user].pop(0)
+            if weight(row) > room:
+                continue
+            with Session(self.engine) as s:
+                done = s.execute(update(JobRow).where(JobRow.id == row.id, JobRow.state == "queued").values(
+                    state="running", worker=worker, device=device, started_at=_now(), step=0,
+                    attempts=JobRow.attempts + 1, error=None, lease_until=first.lease_until)
+                                 .execution_options(synchronize_session=False))
+                s.commit()
+                if done.rowcount == 1:
+                    picked.append(s.get(JobRow, row.id))
+                    room -= weight(row)
+        return picked
 
     def _take_over(self, worker: str, device: str, lease_until: datetime) -> JobRow | None:
         """The oldest running job whose lease ran out, now held by `worker` (compare-and-set on the old holder)."""

@@ -9,6 +9,11 @@ Per job:
      (only if this worker still holds it), then add the gallery rows and mark the job stored:
      a crash between any two steps leaves nothing half-done (see `store_unfinished`)
 
+Batching: after claiming a job, the worker also claims the queued generations of its priority that share
+its batch key (model, drawn size, steps, sampler, schedule, cfg: jobs/batch.py), round-robin by user,
+up to Settings.batch_images images; each runs through run_job in a thread of its own as above, and
+their draws meet in one network call (DrawBatch). A cancel stops one job of a batch; the others go on.
+
 The same Worker runs jobs in a cluster worker process (cluster.py), with `lease` set: it claims under a
 lease and a heartbeat thread renews it while the job runs (and reads cancel requests made through the
 database); its events go to the API process through Redis.
@@ -24,6 +29,7 @@ import time
 
 import torch
 
+from designerbox.jobs.batch import DrawBatch, batch_key
 from designerbox.jobs.generate import RequestError
 from designerbox.jobs.schema import GenerationRequest
 from designerbox.presets import UnknownPresetError
@@ -76,6 +82,7 @@ class Worker:
         self.poll_seconds = poll_seconds
         self.lease = lease  # seconds (cluster workers): claim under a lease, renewed while a job runs
         self.current: str | None = None
+        self.last_batch: list[list[str]] = []  # the job ids of the last batch's network calls
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -95,22 +102,64 @@ class Worker:
 
     def run(self) -> None:
         while not self._stop.is_set():
-            job = self.claim()
-            if job is None:
+            if not self.run_next():
                 self.events.wakeup.wait(self.poll_seconds)
                 self.events.wakeup.clear()
-                continue
-            self.run_job(job)
 
-    def run_job(self, job: JobRow) -> None:
+    def run_next(self) -> bool:
+        """Claim the next job and run it, with the queued jobs it can share a network call with (a batch);
+        False when nothing was queued."""
+        job = self.claim()
+        if job is None:
+            return False
+        batch = self.claim_batch(job)
+        if len(batch) == 1:
+            self.run_job(job)
+        else:
+            self.run_batch(batch)
+        return True
+
+    def claim_batch(self, job: JobRow) -> list[JobRow]:
+        """The job, and queued generations with its batch key (jobs/batch.py) while their images fit in
+        Settings.batch_images (round-robin by user: JobQueue.claim_more)."""
+        room = self.studio.settings.batch_images - job.request.get("batch_size", 1)
+        if job.kind != "generation" or room < 1:
+            return [job]
+        key = batch_key(job.request, self.studio.registry)
+        if key is None:
+            return [job]
+        more = self.queue.claim_more(job, self.name, self.device, room=room,
+                                     fits=lambda row: batch_key(row.request, self.studio.registry) == key,
+                                     weight=lambda row: row.request.get("batch_size", 1))
+        return [job, *more]
+
+    def run_batch(self, jobs: list[JobRow]) -> None:
+        """Each job in a thread of its own, through run_job as alone, their draws made as one network call:
+        each thread's prep (resolve, conditions) runs in turn, then DrawBatch.run draws them all."""
+        batch = DrawBatch(len(jobs))
+        self.studio.gallery  # opened (created) here, not by several threads at once
+        threads = []
+        for i, job in enumerate(jobs):
+            t = threading.Thread(target=self.run_job, args=(job, batch.drawer(i), len(jobs)),
+                                 name=f"designerbox-batch-{job.id}", daemon=True)
+            t.start()
+            threads.append(t)
+            batch.wait_arrival(i, t)
+        batch.run()
+        for t in threads:
+            t.join()
+        self.last_batch = [[jobs[i].id for i in group] for group in batch.groups]
+
+    def run_job(self, job: JobRow, drawer=None, batch: int = 1) -> None:
         self.current = job.id
-        self.events.publish(job.id, "started", attempt=job.attempts, device=self.device)
+        self.events.publish(job.id, "started", attempt=job.attempts, device=self.device,
+                            **({"batch": batch} if batch > 1 else {}))
         done = threading.Event()
         if self.lease is not None:
             threading.Thread(target=self._keep_lease, args=(job.id, done), daemon=True,
                              name=f"designerbox-lease-{job.id}").start()
         try:
-            images = self._generate(job)
+            images = self._generate(job, drawer)
         except JobCancelled:
             self.queue.mark_cancelled(job.id, self.name)
             self.events.publish(job.id, "cancelled")
@@ -144,7 +193,7 @@ class Worker:
         self.queue.fail(job.id, self.name, message)
         self.events.publish(job.id, "failed", error=message)
 
-    def _generate(self, job: JobRow):
+    def _generate(self, job: JobRow, drawer=None):
         progress = self._progress(job)
         if job.cancel_requested or self.events.cancel_requested(job.id):
             raise JobCancelled()
@@ -152,7 +201,7 @@ class Worker:
             from designerbox.server.tool_jobs import run_tool_job
 
             return run_tool_job(self.studio, job.request, progress)
-        return self.studio.generate(GenerationRequest(**job.request), progress=progress, save=False)
+        return self.studio.generate(GenerationRequest(**job.request), progress=progress, save=False, drawer=drawer)
 
     def _progress(self, job: JobRow):
         """The per-step callback: events (and a preview), progress in the queue now and then, and stopping
