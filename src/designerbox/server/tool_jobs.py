@@ -31,7 +31,7 @@ from designerbox.store.png_metadata import write_atomic
 from designerbox.store.users import User
 from designerbox.studio import Studio
 from designerbox.tools.image_input import ImageInputError, load_image
-from designerbox.tools.registry import Tool, get_tool, tools
+from designerbox.tools.registry import TOOL_MODULES, Tool, get_tool
 
 MAX_INPUTS = 16
 
@@ -63,7 +63,15 @@ def tool_public(tool: Tool) -> dict:
 
 
 def all_tools() -> list[dict]:
-    return [tool_public(t) for t in tools()]
+    """Every tool of the registry; one that cannot be loaded here (a package it needs is missing, a preset
+    file does not validate) is listed with its name and the error instead of taking the list down."""
+    out = []
+    for name in TOOL_MODULES:
+        try:
+            out.append(tool_public(get_tool(name)))
+        except (ImportError, ValueError) as err:  # pydantic's ValidationError is a ValueError
+            out.append({"name": name, "error": f"{type(err).__name__}: {err}"})
+    return out
 
 
 def resolve_options(tool: Tool, options: dict, preset: str | None) -> BaseModel:

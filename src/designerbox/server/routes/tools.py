@@ -14,7 +14,7 @@ import asyncio
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 
@@ -23,7 +23,7 @@ from designerbox.server.routes.jobs import job_public
 from designerbox.server.schemas import JobPublic
 from designerbox.server.submit import InvalidRequest
 from designerbox.server.tool_jobs import MAX_INPUTS, all_tools, decode_data_url, submit_tool, tool_public
-from designerbox.tools.registry import get_tool
+from designerbox.tools.registry import TOOL_MODULES, get_tool
 
 router = APIRouter(prefix="/tools", tags=["tools"])
 
@@ -60,7 +60,12 @@ def list_tools() -> list[dict]:
 
 @router.get("/{name}", summary="One creation tool: its options (JSON schema) and presets")
 def describe_tool(name: str) -> dict:
-    return tool_public(get_tool(name))
+    if name not in TOOL_MODULES:
+        get_tool(name)  # a 404 naming the tools
+    try:
+        return tool_public(get_tool(name))
+    except (ImportError, ValueError) as err:  # installed but broken here (a missing package, a bad preset file)
+        raise HTTPException(503, f"the {name} tool cannot run on this server: {type(err).__name__}: {err}") from None
 
 
 async def _json_body(request: Request) -> tuple[list[tuple[str, str]], dict, str | None]:

@@ -18,6 +18,12 @@ async function loadTools() {
   tools = {};
   $("tool").replaceChildren();
   for (const t of list) {
+    if (t.error) {  // listed, but it cannot run on this server
+      const option = new Option(`${t.name}: unavailable (${t.error})`, t.name);
+      option.disabled = true;
+      $("tool").add(option);
+      continue;
+    }
     tools[t.name] = t;
     $("tool").add(new Option(`${t.name}: ${t.summary}`, t.name));
     $("gallery-model").add(new Option(`tool: ${t.name}`, `tool:${t.name}`));
