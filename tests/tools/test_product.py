@@ -92,7 +92,7 @@ def test_a_plain_photo_has_no_product():
 def test_options_name_the_valid_choices():
     from pydantic import ValidationError
 
-    with pytest.raises(ValidationError, match="'white', 'gradient' or 'transparent'"):
+    with pytest.raises(ValidationError, match="'white', 'gradient', 'transparent' or 'scene'"):
         ProductOptions(background="blue")
     with pytest.raises(ValidationError, match="#RRGGBB"):
         ProductOptions(gradient=("white", "#000000"))
@@ -112,3 +112,42 @@ def test_coffee_photo_sanity():
     for y, x in ((5, w - 5), (h - 5, w - 5), (5, 5)):           # table and dark corner
         assert alpha[y, x] < 0.1
     assert 0.3 < (alpha > 0.5).mean() < 0.7
+
+
+def test_reflection_below_the_product_fades_out():
+    rgb, _ = composite(False)
+    opts = dict(width=1000, height=1000, background="gradient", shadow=0.0)
+    plain = run(Image.fromarray(rgb), ProductOptions(**opts))[0]
+    glossy = run(Image.fromarray(rgb), ProductOptions(**opts, reflection=0.4, reflection_length=0.3))[0]
+    x0, y0, x1, y1 = glossy.details["product_box"]
+    rx0, ry0, rx1, ry1 = glossy.details["reflection_box"]
+    assert (rx0, ry0, rx1) == (x0, y1, x1) and ry1 - ry0 == round(0.3 * (y1 - y0)) and ry1 <= 1000
+    assert glossy.details["fill"] <= 0.85  # product and reflection both fit the frame
+    red = lambda im, y: (np.asarray(im)[y, x0:x1, 0].astype(int) - np.asarray(im)[y, x0:x1, 1]).max()  # noqa: E731
+    near, far = red(glossy.image, ry0 + 3), red(glossy.image, ry1 - 3)
+    assert near > 40 and far < 0.2 * near  # the flipped red body right under the foot, faded out at the end
+    assert red(plain.image, min(999, plain.details["product_box"][3] + 3)) < 10  # no reflection asked: none
+
+
+def test_a_scene_photo_as_background(tmp_path):
+    wall, table = (70, 110, 150), (120, 80, 50)
+    scene = np.zeros((600, 800, 3), np.uint8)
+    scene[:400], scene[400:] = wall, table
+    path = tmp_path / "room.jpg"
+    Image.fromarray(scene).save(path, quality=95)
+    rgb, _ = composite(False)
+    out = run(Image.fromarray(rgb), ProductOptions(width=900, height=600, background="scene", scene=str(path),
+                                                   floor=0.85, reflection=0.2, fill=0.7))[0]
+    a = np.asarray(out.image).astype(int)
+    assert out.image.size == (900, 600) and out.details["scene"]["file"] == "room.jpg"
+    assert np.abs(a[20, 20] - wall).max() < 8 and np.abs(a[-10, 20] - table).max() < 8  # covered, centred
+    x0, y0, x1, y1 = out.details["product_box"]
+    assert y1 == round(0.85 * 600) and 0 < y0 and abs((x0 + x1) / 2 - 450) <= 1  # stands on the floor line
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="needs one of scene"):
+        ProductOptions(background="scene")
+    with pytest.raises(ValidationError, match="scene is for background=scene"):
+        ProductOptions(scene=str(path))
+    with pytest.raises(ValueError, match="scene_prompt needs the studio"):
+        run(Image.fromarray(rgb), ProductOptions(background="scene", scene_prompt="a marble table"))

@@ -1,5 +1,6 @@
 """product: a product photo in, an e-commerce image out (cut out, centred on marketplace white, a
-studio gradient or transparency, with a soft contact shadow), sized for a marketplace preset.
+studio gradient, a scene or transparency, with a soft contact shadow and an optional reflection),
+sized for a marketplace preset.
 
     photo --cut_out--> alpha --compose--> W x H image, product filling `fill` of the frame
 
@@ -21,20 +22,31 @@ rim: F = (I - (1 - a) B) / a), the product is scaled so its box fills `fill` of 
 binding side, centred, and a contact shadow (the product's silhouette squashed flat under it,
 blurred) is laid on the background before the product. The frame's border stays exactly the
 background colour (#FFFFFF on white): the shadow is kept inside the margin.
+
+scene: the background is a photo: a wallpaper or photo file (`scene`), or drawn from `scene_prompt`
+by the studio's generation path (ctx.txt2img: the default model, or `model` when a diffusion model is
+installed); it is cropped to cover the frame (centred), softened by `scene_blur` (a shallow depth of
+field), and the product stands on its floor line (`floor`, a share of the height) instead of the centre.
+reflection: a copy of the product flipped about its foot, below it on the floor, faded from
+`reflection` opacity to nothing over `reflection_length` of the product's height (a glossy table);
+on white and gradient the product and its reflection are centred together, so both fit the frame.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import cv2
 import numpy as np
-from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from PIL import Image, ImageFilter
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from designerbox.tools.registry import Tool, ToolImage
 from designerbox.tools.saliency import border_lab, spectral_residual, thumbnail
+
+if TYPE_CHECKING:
+    from designerbox.tools.registry import ToolContext
 
 HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
 
@@ -48,14 +60,26 @@ class ProductOptions(BaseModel):
 
     width: int = Field(2000, ge=64, le=8000, description="output width in pixels")
     height: int = Field(2000, ge=64, le=8000, description="output height in pixels")
-    background: Literal["white", "gradient", "transparent"] = Field(
-        "white", description="white: pure #FFFFFF (marketplaces); gradient: a studio sweep; transparent: RGBA PNG")
+    background: Literal["white", "gradient", "transparent", "scene"] = Field(
+        "white", description="white: pure #FFFFFF (marketplaces); gradient: a studio sweep; transparent: RGBA PNG; "
+                             "scene: a photo (scene) or a drawn scene (scene_prompt)")
     gradient: tuple[str, str] = Field(("#FBFBFC", "#D4D7DD"), description="top and bottom colours of the gradient")
     fill: float = Field(0.85, ge=0.3, le=1.0, description="share of the frame the product's box fills (binding side)")
     shadow: float = Field(0.35, ge=0.0, le=1.0, description="contact shadow opacity (0: none)")
     feather: float = Field(1.0, ge=0.0, le=20.0, description="edge softness in source pixels")
     method: Literal["grabcut"] = Field("grabcut", description="cut-out method")
     work_size: int = Field(640, ge=128, le=2048, description="longer side GrabCut works at")
+    reflection: float = Field(0.0, ge=0.0, le=0.8, description="opacity of the reflection under the product (0: none)")
+    reflection_length: float = Field(0.3, ge=0.05, le=1.0, description="reflection's fade length, share of the "
+                                     "product's height")
+    scene: str | None = Field(None, description="background=scene: a wallpaper or photo file")
+    scene_prompt: str | None = Field(None, max_length=4000, description="background=scene: draw the scene from this "
+                                     "prompt (the default model, or `model`)")
+    scene_blur: float = Field(0.004, ge=0.0, le=0.05, description="blur of the scene, share of the frame's width")
+    floor: float = Field(0.86, ge=0.4, le=1.0, description="background=scene: where the product stands, share of "
+                         "the height")
+    model: str | None = Field(None, description="the model that draws scene_prompt (default model when omitted)")
+    seed: int | None = Field(None, ge=0, le=2**32 - 1, description="the seed of the drawn scene")
 
     @field_validator("gradient")
     @classmethod
@@ -64,6 +88,16 @@ class ProductOptions(BaseModel):
             if not HEX.match(c):
                 raise ValueError(f"gradient colours must look like #RRGGBB, not {c!r}")
         return v
+
+    @model_validator(mode="after")
+    def _scene(self) -> "ProductOptions":
+        given = [k for k in ("scene", "scene_prompt") if getattr(self, k)]
+        if self.background == "scene" and len(given) != 1:
+            raise ValueError("background=scene needs one of scene (a photo file) or scene_prompt (a prompt to draw)"
+                             + (", not both" if given else ""))
+        if self.background != "scene" and given:
+            raise ValueError(f"{given[0]} is for background=scene (background is {self.background!r})")
+        return self
 
 
 # --- cut-out ------------------------------------------------------------------------------------
@@ -161,9 +195,19 @@ def _hex_rgb(c: str) -> np.ndarray:
     return np.array([int(c[i:i + 2], 16) for i in (1, 3, 5)], np.float32)
 
 
-def background(opts: ProductOptions) -> np.ndarray:
-    """(H, W, 3) float32 0..255: white, or a vertical sweep with a soft light behind the product."""
+def background(opts: ProductOptions, scene: Image.Image | None = None) -> np.ndarray:
+    """(H, W, 3) float32 0..255: white, a vertical sweep with a soft light behind the product, or the
+    scene cropped to cover the frame and softened."""
     W, H = opts.width, opts.height
+    if opts.background == "scene":
+        sw, sh = scene.size
+        s = max(W / sw, H / sh)
+        cw, ch = W / s, H / s  # the centred window of the frame's aspect
+        box = ((sw - cw) / 2, (sh - ch) / 2, (sw + cw) / 2, (sh + ch) / 2)
+        out = scene.convert("RGB").resize((W, H), Image.LANCZOS, box=box, reducing_gap=3.0)
+        if opts.scene_blur > 0:
+            out = out.filter(ImageFilter.GaussianBlur(opts.scene_blur * W))
+        return np.asarray(out, np.float32)
     if opts.background != "gradient":
         return np.full((H, W, 3), 255.0, np.float32)
     top, bottom = _hex_rgb(opts.gradient[0]), _hex_rgb(opts.gradient[1])
@@ -174,7 +218,8 @@ def background(opts: ProductOptions) -> np.ndarray:
     return np.broadcast_to(sweep, (H, W, 3)) * (1 - 0.5 * glow[..., None]) + top * 0.5 * glow[..., None]
 
 
-def compose(rgb: np.ndarray, alpha: np.ndarray, opts: ProductOptions, bg_rgb=(255, 255, 255)) -> tuple[Image.Image, dict]:
+def compose(rgb: np.ndarray, alpha: np.ndarray, opts: ProductOptions, bg_rgb=(255, 255, 255),
+            scene: Image.Image | None = None) -> tuple[Image.Image, dict]:
     W, H = opts.width, opts.height
     # 1. the product's box, and its rim cleaned of the old background's colour
     ys, xs = np.nonzero(alpha > 0.02)
@@ -184,14 +229,20 @@ def compose(rgb: np.ndarray, alpha: np.ndarray, opts: ProductOptions, bg_rgb=(25
     rim = (a > 0.02) & (a < 0.98)
     fg = np.where(rim, (img - (1 - a) * np.float32(bg_rgb)) / np.maximum(a, 0.02), img)
     fg = np.clip(fg, 0, 255)
-    # 2. scale to fill the frame along the binding side, centred
+    # 2. scale to fill the frame along the binding side (the reflection counted in the height), and place:
+    #    centred, or standing on the scene's floor line
     bw, bh = x1 - x0, y1 - y0
-    s = opts.fill * min(W / bw, H / bh)
+    tail = opts.reflection_length if opts.reflection > 0 else 0.0  # the reflection's length, share of nh
+    s = opts.fill * min(W / bw, H / (bh * (1 + tail)))
+    if opts.background == "scene":  # the product stands on the floor line, under the frame's top margin
+        s = min(s, (opts.floor - (1 - opts.fill) / 2) * H / bh)
     nw, nh = max(1, min(W, round(bw * s))), max(1, min(H, round(bh * s)))
     interp = cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC
     fg = np.clip(cv2.resize(fg, (nw, nh), interpolation=interp), 0, 255)
     a = np.clip(cv2.resize(a[..., 0], (nw, nh), interpolation=interp), 0, 1)[..., None]
-    px, py = (W - nw) // 2, (H - nh) // 2
+    rl = min(round(tail * nh), nh)
+    px = (W - nw) // 2
+    py = round(opts.floor * H) - nh if opts.background == "scene" else (H - nh - rl) // 2
     # 3. the contact shadow: the silhouette squashed flat at the product's foot, blurred, inside the margin
     shadow = np.zeros((H, W), np.float32)
     below = H - (py + nh)
@@ -203,28 +254,41 @@ def compose(rgb: np.ndarray, alpha: np.ndarray, opts: ProductOptions, bg_rgb=(25
         sigma = 0.35 * sh
         shadow = cv2.GaussianBlur(shadow, (2 * int(np.ceil(2.5 * sigma)) + 1,) * 2, sigma) * opts.shadow
         shadow[max(0, H - 1):] = 0  # never on the last row
-    # 4. layers: background, shadow, product
+    # 4. the reflection: the product flipped about its foot, fading out over rl rows below it
+    refl_a = np.zeros((H, W, 1), np.float32)
+    refl = np.zeros((H, W, 3), np.float32)
+    rows = min(rl, H - (py + nh))
+    if opts.reflection > 0 and rows > 0:
+        fade = (opts.reflection * (1 - np.arange(rows, dtype=np.float32) / rl) ** 2)[:, None, None]
+        refl_a[py + nh:py + nh + rows, px:px + nw] = a[::-1][:rows] * fade
+        refl[py + nh:py + nh + rows, px:px + nw] = fg[::-1][:rows]
+    # 5. layers: background, shadow, reflection, product
     canvas_a = np.zeros((H, W, 1), np.float32)
     canvas_a[py:py + nh, px:px + nw] = a
     product = np.zeros((H, W, 3), np.float32)
     product[py:py + nh, px:px + nw] = fg
     if opts.background == "transparent":
-        out_a = canvas_a + shadow[..., None] * (1 - canvas_a)
-        colour = product * canvas_a / np.maximum(out_a, 1e-6)  # the shadow is black
+        under_a = shadow[..., None] + refl_a * (1 - shadow[..., None])  # the shadow is black
+        under = refl * refl_a / np.maximum(under_a, 1e-6)
+        out_a = canvas_a + under_a * (1 - canvas_a)
+        colour = (product * canvas_a + under * under_a * (1 - canvas_a)) / np.maximum(out_a, 1e-6)
         arr = np.dstack([colour, out_a * 255])
         image = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "RGBA")
     else:
-        base = background(opts) * (1 - shadow[..., None])
+        base = background(opts, scene) * (1 - shadow[..., None])
+        base = refl * refl_a + base * (1 - refl_a)
         arr = product * canvas_a + base * (1 - canvas_a)
         image = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "RGB")
     details = {"product_box": [int(px), int(py), int(px + nw), int(py + nh)],
                "fill": round(max(nw / W, nh / H), 4), "source_box": [int(x0), int(y0), int(x1), int(y1)]}
+    if opts.reflection > 0:
+        details["reflection_box"] = [int(px), int(py + nh), int(px + nw), int(py + nh + max(rows, 0))]
     return image, details
 
 
 # --- the tool -----------------------------------------------------------------------------------
 
-def run(image: Image.Image, opts: ProductOptions) -> list[ToolImage]:
+def run(image: Image.Image, opts: ProductOptions, ctx: ToolContext | None = None) -> list[ToolImage]:
     rgb = np.asarray(image.convert("RGB"))
     if image.mode == "RGBA" and np.asarray(image)[..., 3].min() < 250:  # already cut out: use its alpha
         alpha = np.asarray(image)[..., 3].astype(np.float32) / 255
@@ -234,10 +298,33 @@ def run(image: Image.Image, opts: ProductOptions) -> list[ToolImage]:
     else:
         alpha, found = cut_out(rgb, opts.work_size, opts.feather)
         found["method"] = opts.method
-    out, placed = compose(rgb, alpha, opts, found["background_rgb"])
+    scene, scene_source = None, None
+    if opts.background == "scene":
+        scene, scene_source = _scene(opts, ctx)
+    out, placed = compose(rgb, alpha, opts, found["background_rgb"], scene)
+    if scene_source is not None:
+        placed["scene"] = scene_source
     return [ToolImage(name=f"{opts.width}x{opts.height}-{opts.background}", image=out, details=found | placed)]
 
 
+def _scene(opts: ProductOptions, ctx: ToolContext | None) -> tuple[Image.Image, dict]:
+    """The scene: a file through the safe loader, or drawn by the studio (the job's generation path)."""
+    if opts.scene is not None:
+        from designerbox.tools.image_input import load_image
+
+        loaded = load_image(opts.scene)
+        return loaded.image.convert("RGB"), loaded.source
+    if ctx is None:
+        raise ValueError("scene_prompt needs the studio to draw it: run the product tool through run_tool "
+                         "(designerbox tool product ...), or give a scene file")
+    side = max(opts.width, opts.height)
+    w, h = (1024, round(1024 * opts.height / side)) if opts.width >= opts.height else (round(1024 * opts.width / side), 1024)
+    image, record = ctx.txt2img(opts.scene_prompt, model=opts.model, width=w // 8 * 8, height=h // 8 * 8,
+                                seed=opts.seed)
+    return image.convert("RGB"), {"prompt": opts.scene_prompt, "model": record["model"]["id"],
+                                  "seed": record["seed"], "size": list(image.size)}
+
+
 TOOL = Tool(name="product", version="1.0", options=ProductOptions, run=run,
-            summary="product photo -> cut-out on marketplace white, a studio gradient or transparency, "
-                    "with a contact shadow, at marketplace sizes")
+            summary="product photo -> cut-out on marketplace white, a studio gradient, a scene (photo or drawn) or "
+                    "transparency, with a contact shadow and an optional reflection, at marketplace sizes")
