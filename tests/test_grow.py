@@ -78,8 +78,9 @@ def test_grown_model_trains_on_token_states(dataset, tiny_model_dir, tmp_path, h
     from safetensors.torch import load_file
 
     cache = load_file(str(dataset / "text_minilm_tokens.safetensors"))
-    assert cache["tokens"].shape[:2] == (8, 3) and (cache["lengths"][:, 1] > cache["lengths"][:, 0]).all()
-    assert cache["tokens"][0, 0, int(cache["lengths"][0, 0]):].abs().sum() == 0  # zero past each caption
+    lengths = cache["lengths"][cache["index"].long()]                       # (8, 3)
+    assert cache["index"].shape == (8, 3) and (lengths[:, 1] > lengths[:, 0]).all()
+    assert cache["table"][0, int(cache["lengths"][0]):].abs().sum() == 0     # zero past each caption
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert all(np.isfinite(row["loss"]) for row in log)
     weights = load_file(str(model_dir / "unet" / "diffusion_pytorch_model.safetensors"))
@@ -88,9 +89,32 @@ def test_grown_model_trains_on_token_states(dataset, tiny_model_dir, tmp_path, h
     shutil.copytree(model_dir, home / "models" / "tiny-grown")
     studio = Studio(Settings.from_env())
     assert draw(studio, "tiny-grown").shape == (16, 16, 3)
-    with pytest.raises(ValueError, match="trains from a dataset folder"):
-        from designerbox.training.shard import write_shard
 
-        write_shard(dataset, tmp_path / "shard", resolution=16, log=lambda *_: None)
-        train(TrainConfig(**{**cfg.__dict__, "data": str(tmp_path / "shard"), "run_dir": str(tmp_path / "run2")}),
+
+def test_token_shard_trains_the_grown_model(dataset, tiny_model_dir, tmp_path):
+    """A shard with token ids and the cut-down encoder gives the same conditioning as the dataset folder
+    (within the encoder's int8 rounding), and the grown network trains from it; an old pooled-only
+    shard is refused by name."""
+    from designerbox.training.shard import load_shard, write_shard
+    from designerbox.training.train_diffusion import caption_tokens, pooled_captions
+
+    info = write_shard(dataset, tmp_path / "shard", resolution=16, tokens=True, log=lambda *_: None)
+    assert info["text"] == "tokens" and "encoder.safetensors" in info["files"]
+    images, pooled, empty, tok = load_shard(tmp_path / "shard", tokens=True, log=lambda *_: None)
+    meta = [m for m in data.load(dataset)[1] if m["split"] == "train"]
+    ref, ref_tok = pooled_captions(dataset, meta, lambda *_: None), caption_tokens(dataset, meta, lambda *_: None)
+    assert (pooled * ref["pooled"]).sum(-1).min() > 0.999 and (empty * ref["empty"]).sum() > 0.999
+    assert torch.equal(tok["lengths"], ref_tok["lengths"]) and torch.equal(tok["index"], ref_tok["index"])
+    err = (tok["table"].float() - ref_tok["table"].float()).norm(dim=-1) / ref_tok["table"].float().norm(dim=-1).clamp(min=1e-6)
+    assert err[ref_tok["table"].float().norm(dim=-1) > 0].mean() < 0.05
+
+    model_dir = tmp_path / "tiny-grown"
+    grow(tiny_model_dir, model_dir, levels=(1,), log=lambda *_: None)
+    cfg = TrainConfig(data=str(tmp_path / "shard"), model_dir=str(model_dir), run_dir=str(tmp_path / "run"),
+                      minutes=5, max_steps=2, batch_size=4, resolution=16, warmup_steps=1)
+    assert train(cfg, log=lambda *_: None)["step"] == 2
+
+    write_shard(dataset, tmp_path / "pooled-shard", resolution=16, log=lambda *_: None)
+    with pytest.raises(ValueError, match="designerbox data shard --tokens"):
+        train(TrainConfig(**{**cfg.__dict__, "data": str(tmp_path / "pooled-shard"), "run_dir": str(tmp_path / "r2")}),
               log=lambda *_: None)

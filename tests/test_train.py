@@ -78,7 +78,7 @@ def test_shard_round_trip_and_training_from_it(dataset, tiny_model_dir, tmp_path
 
     info = write_shard(dataset, tmp_path / "shard", resolution=16, log=lambda *_: None)
     assert info["images"] == 11 and info["resolution"] == 16 and info["captions_per_image"] == 3
-    images, pooled, empty = load_shard(tmp_path / "shard")
+    images, pooled, empty, _ = load_shard(tmp_path / "shard")
     assert images.shape == (11, 16, 16, 3) and images.dtype == np.uint8 and pooled.shape == (11, 3, 384)
     cfg = TrainConfig(data=str(dataset), model_dir=str(tiny_model_dir), run_dir=str(tmp_path / "r"), resolution=16)
     x_full, pooled_full, empty_full, _ = load_training_set(cfg, torch.device("cpu"), log=lambda *_: None)

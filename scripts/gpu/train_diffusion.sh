@@ -14,6 +14,12 @@
 # Run through the device tool (a 7-minute run fits a 15-minute session with one machine start):
 #   run(command="MODEL=dbx-base-v1 DATA=shard/full-v1-32 bash scripts/gpu/train_diffusion.sh 7 512 1e-3",
 #       carry=["shard/full-v1-32", ".whl"], timeout_s=480)
+# A network with cross-attention (training/grow.py) trains from a token shard
+# (`designerbox data shard --data data/full-v2 --out shard/full-v2-32-tokens --tokens`: images, token ids
+# and a 14 MB cut-down text encoder; token states are computed on the GPU at start). GROW=1 grows
+# MODEL on the machine first (deterministic, so only the 7 MB v1 weights travel, not the 14 MB grown ones):
+#   run(command="GROW=1 MODEL=dbx-base-v1 DATA=shard/full-v2-32-tokens bash scripts/gpu/train_diffusion.sh 7 2048 1e-3",
+#       carry=["shard/full-v2-32-tokens", ".whl"], timeout_s=540)
 # Then here: copy the files under files_at/model/ into src/designerbox/weights/$MODEL/ (the weights
 # into unet/; training.json beside the manifest; run model_folder.update_manifest_files), run
 # `designerbox eval` on old and new, and keep the new weights only if they are better.
@@ -28,13 +34,19 @@ DATA=${DATA:-shard/full-v1-32}     # the shard built by `designerbox data shard`
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
-rm -rf /tmp/model && cp -r "src/designerbox/weights/$MODEL" /tmp/model
+rm -rf /tmp/model
+if [ "${GROW:-0}" = 1 ]; then
+  python3 -c "from designerbox.training.grow import grow; grow('src/designerbox/weights/$MODEL', '/tmp/model')"
+else
+  cp -r "src/designerbox/weights/$MODEL" /tmp/model
+fi
 python3 - <<PY 2>&1 | tee "$OUT/train.log"
 from designerbox.training.train_diffusion import TrainConfig, train
 train(TrainConfig(data="$DATA", model_dir="/tmp/model", run_dir="/tmp/run", minutes=$MINUTES,
                   batch_size=$BATCH, lr=$LR, device="${DEVICE:-cuda}", checkpoint_minutes=1000, log_every=500))
 PY
 mkdir -p "$OUT/model"
-cp /tmp/model/unet/diffusion_pytorch_model.safetensors /tmp/model/training.json /tmp/model/manifest.json "$OUT/model/"
+cp /tmp/model/unet/diffusion_pytorch_model.safetensors /tmp/model/unet/config.json /tmp/model/training.json \
+   /tmp/model/manifest.json "$OUT/model/"
 cp /tmp/run/log.jsonl "$OUT/model/log.jsonl"
 echo "done: $(python3 -c 'import json; s=json.load(open("/tmp/model/training.json")); print(s["step"], "steps,", s["images_seen"], "images seen")')"

@@ -22,7 +22,7 @@ def cmd_data(args) -> int:
                            "or name another with --data")
 
         print(json.dumps(write_shard(Path(args.data), Path(args.out), resolution=args.resolution,
-                                     max_images=args.max_images), indent=2))
+                                     max_images=args.max_images, tokens=args.tokens), indent=2))
         return 0
 
     sources = tuple(args.sources.split(",")) if args.sources else data.DEFAULT_SOURCES
@@ -87,6 +87,8 @@ def add_parsers(sub) -> None:
     ds.add_argument("--resolution", type=int, default=32)
     ds.add_argument("--max-images", type=int, default=0, help="a seeded random subset of the training split "
                     "(0: all); 12000 makes a 64px shard of 43 MiB")
+    ds.add_argument("--tokens", action="store_true", help="token ids and a cut-down text encoder (14 MB) instead of "
+                    "pooled embeddings: for networks with cross-attention (designerbox grow)")
     d.set_defaults(func=cmd_data)
 
     t = sub.add_parser("train", help="train the built-in diffusion model (resumable)")

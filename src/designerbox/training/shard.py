@@ -14,6 +14,15 @@ computed (the GPU machine has no copy of the encoder's package), in files under 
 
 At 32x32 the full dataset (27.6k training images, 59k distinct captions) is about 44 MB: images
 27 MB, captions 17 MB (int8 would be 23 MB, float32 91 MB).
+
+A shard for a network with cross-attention (`tokens=True`) carries the captions as token ids and
+the text encoder cut down to them (training/text_slice.py) in place of the pooled table:
+
+    text-tokens.safetensors "ids" int16 (all token ids, distinct captions one after another, the
+                            empty caption last), "offsets" int32 (U + 2)
+    encoder.safetensors     the cut-down MiniLM (~14 MB); its config in shard.json
+
+and the loader computes token states and pooled embeddings from them on the training device.
 `load_shard()` reads it straight into arrays; train_diffusion uses it when the data folder holds a
 shard.json. Shards written before the table (text.safetensors with int8 "pooled_q") still load.
 """
@@ -54,9 +63,11 @@ def unpack6(p: np.ndarray) -> np.ndarray:
     return (v - LEVELS - 1).astype(np.int8).reshape(len(p), -1)
 
 
-def write_shard(data: Path, out: Path, resolution: int = 32, max_images: int = 0, seed: int = 0, log=print) -> dict:
+def write_shard(data: Path, out: Path, resolution: int = 32, max_images: int = 0, seed: int = 0, tokens: bool = False,
+                log=print) -> dict:
     """The training split at `resolution`; with max_images, a random subset of that many (seeded, in
-    dataset order): what makes a 64px shard fit what a GPU machine can take (12,000 images: 42.7 MiB)."""
+    dataset order): what makes a 64px shard fit what a GPU machine can take (12,000 images: 42.7 MiB).
+    `tokens`: token ids and the cut-down encoder instead of pooled embeddings (cross-attention networks)."""
     from safetensors.torch import save_file
 
     from designerbox.training import data as dataset
@@ -91,19 +102,23 @@ def write_shard(data: Path, out: Path, resolution: int = 32, max_images: int = 0
         for v, c in enumerate(caps):
             first.setdefault(c, (i, v))
     rows = torch.tensor([first[c] for c in table])  # (U, 2): where each distinct caption first occurs
-    q, scale = quantize(text["pooled"][torch.from_numpy(subset)[rows[:, 0]], rows[:, 1]], LEVELS)
-    packed = torch.from_numpy(pack6(q.numpy()))
+    extra = {}
+    if tokens:
+        extra = write_token_files(out, list(table), files)
+    else:
+        q, scale = quantize(text["pooled"][torch.from_numpy(subset)[rows[:, 0]], rows[:, 1]], LEVELS)
+        packed = torch.from_numpy(pack6(q.numpy()))
+        per_file = MAX_FILE // (packed.shape[1] + 4)
+        for k, start in enumerate(range(0, len(packed), per_file)):
+            name = f"text-{k:03d}.safetensors"
+            save_file({"table_packed": packed[start:start + per_file].contiguous(),
+                       "table_scale": scale[start:start + per_file].contiguous()}, str(out / name))
+            files.append(name)
     save_file({"index": index.contiguous(), "empty": text["empty"]}, str(out / "text-index.safetensors"))
     files.append("text-index.safetensors")
-    per_file = MAX_FILE // (packed.shape[1] + 4)
-    for k, start in enumerate(range(0, len(packed), per_file)):
-        name = f"text-{k:03d}.safetensors"
-        save_file({"table_packed": packed[start:start + per_file].contiguous(),
-                   "table_scale": scale[start:start + per_file].contiguous()}, str(out / name))
-        files.append(name)
     info = {"images": int(len(small)), "of_train_images": int(len(train_rows)), "subset_seed": seed if
             len(subset) < len(train_rows) else None, "resolution": resolution, "captions_per_image": int(index.shape[1]), "caption_bits": BITS,
-            "distinct_captions": len(table),
+            "distinct_captions": len(table), **extra,
             "files": files, "bytes": sum((out / f).stat().st_size for f in files),
             "source": json.loads((data / "stats.json").read_text())}
     (out / "shard.json").write_text(json.dumps(info, indent=2))
@@ -112,14 +127,54 @@ def write_shard(data: Path, out: Path, resolution: int = 32, max_images: int = 0
     return info
 
 
-def load_shard(folder: Path) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
-    """(images uint8 (N, R, R, 3), pooled (N, V, 384) float32, empty (384,))."""
+def write_token_files(out: Path, captions: list[str], files: list[str]) -> dict:
+    """The distinct captions as token ids and the encoder cut down to them; returns shard.json's entries."""
+    from safetensors.torch import save_file
+
+    from designerbox.registry.text_encoders import load_minilm
+    from designerbox.training.text_slice import encoder_config, slice_encoder
+
+    encoder = load_minilm("cpu")
+    ids = [e.ids for e in encoder.tokenizer.encode_batch(captions + [""])]
+    flat = torch.tensor([i for seq in ids for i in seq], dtype=torch.int16)  # vocabulary 30,522 < 2**15
+    offsets = torch.tensor([0] + [len(seq) for seq in ids]).cumsum(0).to(torch.int32)
+    save_file({"ids": flat, "offsets": offsets}, str(out / "text-tokens.safetensors"))
+    save_file(slice_encoder(encoder.bert, torch.unique(flat.long())), str(out / "encoder.safetensors"))
+    files += ["text-tokens.safetensors", "encoder.safetensors"]
+    return {"text": "tokens", "encoder": encoder_config(encoder.bert)}
+
+
+def load_shard(folder: Path, tokens: bool = False, device: str | torch.device = "cpu", log=print):
+    """(images uint8 (N, R, R, 3), pooled (N, V, 384) float32, empty (384,), token states or None).
+
+    With `tokens`, the token states as train_diffusion.caption_tokens gives them, computed on `device`
+    by the shard's cut-down encoder (a shard written with tokens=True)."""
     from safetensors.torch import load_file
 
     folder = Path(folder)
     info = json.loads((folder / "shard.json").read_text())
     images = np.concatenate([np.load(folder / f)["images"] for f in info["files"] if f.endswith(".npz")])
-    if (folder / "text-index.safetensors").exists():
+    tok = None
+    if info.get("text") == "tokens":
+        from designerbox.pipelines.text_to_image import TOKENS
+        from designerbox.training.text_slice import load_slice, pooled as pool, token_table
+
+        text = load_file(str(folder / "text-index.safetensors"))
+        t = load_file(str(folder / "text-tokens.safetensors"))
+        off = t["offsets"].tolist()
+        ids = [t["ids"][a:b].long().tolist() for a, b in zip(off[:-1], off[1:])]
+        log(f"token states of {len(ids) - 1} distinct captions with the shard's encoder on {device} ...")
+        bert = load_slice(load_file(str(folder / "encoder.safetensors")), info["encoder"], device)
+        table, lengths = token_table(bert, ids, TOKENS)
+        pooled = pool(table, lengths).cpu()[text["index"].long()]               # (N, V, 384)
+        text["empty"] = pool(table[-1:], lengths[-1:])[0].cpu()
+        if tokens:
+            tok = {"table": table[:-1], "lengths": lengths[:-1], "index": text["index"],
+                   "empty": table[-1], "empty_length": lengths[-1:]}
+    elif tokens:
+        raise ValueError(f"{folder} holds only pooled caption embeddings: a network with cross-attention needs "
+                         "a shard written with token ids (designerbox data shard --tokens)")
+    elif (folder / "text-index.safetensors").exists():
         text = load_file(str(folder / "text-index.safetensors"))
         parts = [load_file(str(folder / f)) for f in info["files"] if f.startswith("text-0")]
         q = torch.from_numpy(unpack6(torch.cat([t["table_packed"] for t in parts]).numpy()))
@@ -131,4 +186,4 @@ def load_shard(folder: Path) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
     pooled = F.normalize(pooled, dim=-1)  # undo the quantisation's small change of length
     if len(images) != len(pooled):
         raise ValueError(f"{folder}: {len(images)} images but {len(pooled)} caption embeddings")
-    return images, pooled, text["empty"]
+    return images, pooled, text["empty"], tok

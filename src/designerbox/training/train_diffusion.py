@@ -63,28 +63,32 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def load_training_set(cfg: TrainConfig, device: torch.device, log=print):
-    """Images as (N, 3, R, R) in [-1, 1] and pooled caption embeddings (N, V, 384), plus the empty one
-    and the rows' metadata (None from a shard).
+def load_training_set(cfg: TrainConfig, device: torch.device, log=print, tokens: bool = False):
+    """Images as (N, 3, R, R) in [-1, 1], pooled caption embeddings (N, V, 384), the empty caption's,
+    and with `tokens` the captions' token states (caption_tokens' dict; else None).
 
     From a dataset folder (training.data, captions embedded here and cached) or a compact shard
-    (training.shard, embeddings inside: what travels to a GPU machine)."""
+    (training.shard, embeddings inside, or token ids and a cut-down encoder: what travels to a GPU machine)."""
+    tok = None
     if (Path(cfg.data) / "shard.json").exists():
         from designerbox.training.shard import load_shard
 
-        images, pooled, empty = load_shard(Path(cfg.data))
-        meta = None
+        images, pooled, empty, tok = load_shard(Path(cfg.data), tokens=tokens, device=device, log=log)
     else:
         images, meta = dataset.load(Path(cfg.data))
         keep = np.array([m["split"] == "train" for m in meta])
         images, meta = images[keep], [m for m, k in zip(meta, keep) if k]
         text = pooled_captions(Path(cfg.data), meta, log)
         pooled, empty = text["pooled"], text["empty"]
+        if tokens:
+            tok = caption_tokens(Path(cfg.data), meta, log)
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1  # (N, 3, S, S)
     if x.shape[-1] != cfg.resolution:
         x = F.interpolate(x, size=cfg.resolution, mode="area")
     log(f"training set: {len(x)} images at {cfg.resolution}px, {pooled.shape[1]} captions each")
-    return x.to(device), pooled.to(device), empty.to(device), meta
+    if tok is not None:
+        tok = {k: v.to(device) for k, v in tok.items()}
+    return x.to(device), pooled.to(device), empty.to(device), tok
 
 
 def pooled_captions(data: Path, meta: list[dict], log=print) -> dict[str, torch.Tensor]:
@@ -109,32 +113,30 @@ def pooled_captions(data: Path, meta: list[dict], log=print) -> dict[str, torch.
 
 
 def caption_tokens(data: Path, meta: list[dict], log=print) -> dict[str, torch.Tensor]:
-    """{"tokens": (N, V, L, 384) fp16 MiniLM token states of every caption variant (zero past each
-    caption's length), "lengths": (N, V), "empty": (L, 384) and "empty_length": (1,)}: what a
-    cross-attention network attends to. L is the longest caption's token count (at most TOKENS).
-    Cached in the dataset folder like the pooled embeddings."""
+    """What a cross-attention network attends to, for every caption variant of `meta`'s rows:
+    {"table": (U, L, 384) fp16 MiniLM token states of the U distinct captions (zero past each one's
+    length), "lengths": (U,), "index": (N, V) rows of the table, "empty": (L, 384) and
+    "empty_length": (1,) for the empty caption}; L = the longest caption (at most TOKENS).
+    Cached in the dataset folder like the pooled embeddings (the shard path: training.shard)."""
+    from designerbox.training.text_slice import token_table
+
     cache = Path(data) / "text_minilm_tokens.safetensors"
-    captions = [c for m in meta for c in m["captions"]]
-    n_var = len(meta[0]["captions"])
-    key = zlib.crc32("\n".join(captions).encode())
+    captions = [m["captions"] for m in meta]
+    key = zlib.crc32("\n".join(c for caps in captions for c in caps).encode())
     if cache.exists():
         cached = load_file(str(cache))
-        if cached["key"].item() == key and cached["tokens"].shape[0] == len(meta):
+        if "table" in cached and cached["key"].item() == key and cached["index"].shape[0] == len(meta):
             return cached
     from designerbox.registry.text_encoders import load_minilm
 
     encoder = load_minilm("cpu")
-    lengths = torch.tensor([len(e.ids) for e in encoder.tokenizer.encode_batch(captions)]).clamp(max=TOKENS)
-    length = int(lengths.max())
-    log(f"token states of {len(captions)} captions ({length} tokens at most) with all-MiniLM-L6-v2 ...")
-    tokens = torch.zeros(len(captions), length, 384, dtype=torch.float16)
-    for i in range(0, len(captions), 512):
-        states = encoder(captions[i:i + 512])[0][:, :length]            # (b, T, 384)
-        tokens[i:i + len(states), :states.shape[1]] = states.half()
-    empty = encoder([""])[0][0]                                         # (2, 384): [CLS] [SEP]
-    text = {"tokens": tokens.view(len(meta), n_var, length, 384), "lengths": lengths.view(len(meta), n_var),
-            "empty": torch.cat([empty, empty.new_zeros(length - len(empty), 384)]).half(),
-            "empty_length": torch.tensor([len(empty)]), "key": torch.tensor([key])}
+    distinct: dict[str, int] = {}
+    index = torch.tensor([[distinct.setdefault(c, len(distinct)) for c in caps] for caps in captions], dtype=torch.int32)
+    log(f"token states of {len(distinct)} distinct captions with all-MiniLM-L6-v2 ...")
+    ids = [e.ids for e in encoder.tokenizer.encode_batch(list(distinct) + [""])]
+    table, lengths = token_table(encoder.bert, ids, TOKENS)
+    text = {"table": table[:-1].contiguous(), "lengths": lengths[:-1].contiguous(), "index": index,
+            "empty": table[-1].contiguous(), "empty_length": lengths[-1:].contiguous(), "key": torch.tensor([key])}
     save_file(text, str(cache) + ".tmp")
     Path(str(cache) + ".tmp").replace(cache)
     return text
@@ -199,20 +201,17 @@ def train(cfg: TrainConfig, log=print) -> dict:
     gen = torch.Generator(device=device).manual_seed(cfg.seed)  # on the device: no host work per step
 
     # 1. data and text embeddings (token states too for a network with cross-attention)
-    x_all, text_all, empty, meta = load_training_set(cfg, device, log)
+    tokens = uses_tokens(json.loads((model_dir / "unet" / "config.json").read_text()))
+    x_all, text_all, empty, tok = load_training_set(cfg, device, log, tokens=tokens)
     n, n_var = text_all.shape[:2]
-    unet = build_unet(model_dir).to(device).train()
-    tokens = uses_tokens(unet.config)
     if tokens:
-        if meta is None:
-            raise ValueError(f"{model_dir} has cross-attention: it trains from a dataset folder (token states), "
-                             f"not from a shard ({cfg.data}) that holds only pooled embeddings")
-        tok = caption_tokens(Path(cfg.data), meta, log)
-        tok_all, len_all = tok["tokens"].to(device), tok["lengths"].to(device)   # (N, V, L, 384), (N, V)
-        tok_empty, len_empty = tok["empty"].to(device).float(), int(tok["empty_length"])
-        positions = torch.arange(tok_all.shape[2], device=device)
+        tok_table, tok_len = tok["table"], tok["lengths"]                        # (U, L, 384), (U,)
+        tok_index = tok["index"].long()                                           # (N, V)
+        tok_empty, len_empty = tok["empty"].float(), int(tok["empty_length"])
+        positions = torch.arange(tok_table.shape[1], device=device)
 
     # 2. network, EMA and optimiser; resume from the run, else from the model folder's weights
+    unet = build_unet(model_dir).to(device).train()
     names = {p: k for k, p in unet.named_parameters()}
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay,
                             fused=device.type == "cuda")  # one kernel for all parameters on a GPU
@@ -280,8 +279,9 @@ def train(cfg: TrainConfig, log=print) -> dict:
                 g["lr"] = cfg.lr * min(1.0, (state["step"] + 1) / cfg.warmup_steps)
             with autocast:
                 if tokens:  # the caption's token states (the empty caption's where dropped), masked past its length
-                    states = torch.where(drop[:, None, None], tok_empty[None], tok_all[idx, var].float())
-                    length = torch.where(drop, len_empty, len_all[idx, var])
+                    row = tok_index[idx, var]
+                    states = torch.where(drop[:, None, None], tok_empty[None], tok_table[row].float())
+                    length = torch.where(drop, len_empty, tok_len[row])
                     mask = (positions[None] < length[:, None]).float()                  # (B, L)
                     pred = unet(x_t, t, encoder_hidden_states=states, class_labels=cond,
                                 encoder_attention_mask=mask).sample
