@@ -78,7 +78,10 @@ def main(argv=None) -> int:
         "product (amazon)": ("product", "amazon", [(2000, 2000)]),
         "social (all 12 sizes)": ("social", "all", [(presets.get_size(s).width, presets.get_size(s).height)
                                                     for s in get_tool("social").presets()["all"]["options"]["sizes"]]),
+        "marketing (square post)": ("marketing", "square-post", [(1080, 1080)]),
     }
+    options = {"marketing": {"headline": "Summer sale on everything red", "subline": "This week only, in every store",
+                             "cta": "Shop now"}}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -86,7 +89,7 @@ def main(argv=None) -> int:
         for label, (tool, preset, sizes) in cases.items():
             out = tmp / tool
             out.mkdir()
-            run = lambda: export(run_tool(tool, [src], preset=preset, save=False), out)  # noqa: E731
+            run = lambda: export(run_tool(tool, [src], options.get(tool), preset=preset, save=False), out)  # noqa: E731
             base = lambda: plain(src, sizes, out)  # noqa: E731
             run(), base()  # warm-up (imports, cascades)
             t_tool, t_plain = [], []
