@@ -20,6 +20,8 @@ from designerbox.jobs.schema import GenerationRequest, ResolvedRequest
 from designerbox.pipelines.gan_generate import gan_text_to_image
 from designerbox.pipelines.resize import fill_size, fit_to_size
 from designerbox.pipelines.stable_diffusion import LatentDiffusion, sd_text_to_image
+from designerbox.pipelines.flux import Flux, flux_text_to_image
+from designerbox.pipelines.stable_diffusion_3 import StableDiffusion3, sd3_text_to_image
 from designerbox.pipelines.stable_diffusion_xl import LatentDiffusionXL, sdxl_text_to_image
 from designerbox.pipelines.text_to_image import text_to_image, to_pil
 from designerbox.registry.manifest import ModelManifest
@@ -340,7 +342,9 @@ def run_generation(req: GenerationRequest, manifest: ModelManifest, model,
                 preview = model.preview(info["denoised"]) if "denoised" in info else None
                 progress(dict(info, total=run_steps, preview=preview))
         draw = (sdxl_text_to_image if isinstance(model, LatentDiffusionXL) else
-                sd_text_to_image if isinstance(model, LatentDiffusion) else text_to_image)
+                sd_text_to_image if isinstance(model, LatentDiffusion) else
+                sd3_text_to_image if isinstance(model, StableDiffusion3) else
+                flux_text_to_image if isinstance(model, Flux) else text_to_image)
         image_inputs = {}
         if "init_image" in inputs:  # image to image / inpainting, at the size the network draws
             image_inputs = {"init_images": image_tensor(inputs["init_image"].image, dw, dh), "strength": r.strength}

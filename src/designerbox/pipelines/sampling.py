@@ -1,12 +1,14 @@
 """The one sampling loop behind every diffusion model's text to image, image to image and inpainting.
 
-A model (PixelDiffusion, LatentDiffusion, LatentDiffusionXL) supplies what differs between families:
+A model (PixelDiffusion, LatentDiffusion, LatentDiffusionXL, StableDiffusion3, Flux) supplies what
+differs between families:
 
     conditions(prompt, negative, batch, width, height) -> (cond, uncond)   what the denoiser is given
     latent_shape(width, height) -> (C, h, w)                                the space sampling runs in
     encode_images(images in [0, 1]) -> x0 in that space                     (VAE encoder, or 2x - 1)
     decode(x) -> images in [0, 1] on the CPU
-    denoiser() -> D(x, sigma, **cond)
+    denoiser() -> D(x, sigma, **cond)                                      (FLUX: denoiser(width, height))
+    guidance_embedded (optional)                                           cfg_scale is a network input (FLUX dev)
 
 Text to image starts from noise at sigma_max and runs the whole schedule. Image to image (SDEdit,
 Meng et al. 2022; A1111's "denoising strength") runs the last round(strength * steps) steps of the same
@@ -59,8 +61,11 @@ def draw(model, prompt: str, negative_prompt: str | None, *, width: int, height:
     batch = len(seeds)
     # 1. the conditions of both branches of classifier-free guidance
     cond, uncond = conditions or model.conditions(prompt, negative_prompt, batch, width, height)
-    # 2. network -> denoiser D(x, sigma)
-    denoiser = model.denoiser()
+    # 2. network -> denoiser D(x, sigma); FLUX's noise levels shift with the image size
+    denoiser = model.denoiser(width, height) if getattr(model, "shift_by_size", False) else model.denoiser()
+    if getattr(model, "guidance_embedded", False):  # FLUX dev: the guidance scale is an input, one pass a step
+        guidance = torch.full((batch,), float(cfg_scale), device=model.device)
+        cond, uncond, cfg_scale = dict(cond, guidance=guidance), dict(uncond, guidance=guidance), 1.0
     # 3. the noise levels; image to image runs the tail of the schedule
     sigmas = make_sigmas(schedule, steps, denoiser).to(model.device)
     shape = model.latent_shape(width, height)

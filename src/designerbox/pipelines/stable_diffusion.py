@@ -76,7 +76,12 @@ class VAELatents:
         """Images in [0, 1], (B, 3, H, W) -> scaled latents (B, C, H/f, W/f): the mean of the encoder's
         distribution (deterministic; the seed's noise is added by the sampler's start)."""
         x = (images * 2 - 1).to(self.vae.device, self.vae.dtype)
-        return self.vae.encode(x).latent_dist.mean.float() * self.vae.config.scaling_factor
+        return (self.vae.encode(x).latent_dist.mean.float() - self.vae_shift) * self.vae.config.scaling_factor
+
+    @property
+    def vae_shift(self) -> float:
+        """The latents' offset (SD3's and FLUX's VAE: shift_factor; none for SD 1.x/2.x/SDXL)."""
+        return self.vae.config.get("shift_factor") or 0.0
 
     def preview(self, denoised: torch.Tensor) -> torch.Tensor:
         """A cheap image of the sampler's current estimate, (B, 3, h, w) in [0, 1] at latent size."""
@@ -86,7 +91,7 @@ class VAELatents:
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents -> images in [0, 1], (B, 3, H, W) on the CPU, in the VAE's own dtype (the loader keeps
         a VAE that overflows in float16, SDXL's, in float32)."""
-        x = latents.to(self.vae.dtype) / self.vae.config.scaling_factor
+        x = latents.to(self.vae.dtype) / self.vae.config.scaling_factor + self.vae_shift
         f = self.vae_scale_factor
         if self.uses_vae_tiling(x.shape[-1] * f, x.shape[-2] * f):
             from designerbox.pipelines.vae_tiling import decode_tiled
@@ -154,13 +159,24 @@ class LatentDiffusion(VAELatents):
 LATENT_RGB = {
     "sd15": ((0.3512, 0.2297, 0.3227), (0.3250, 0.4974, 0.2350), (-0.2829, 0.1762, 0.2721), (-0.2120, -0.2616, -0.7177)),
     "sdxl": ((0.3920, 0.4054, 0.4549), (-0.2634, -0.0196, 0.0653), (0.0568, 0.1687, -0.0755), (-0.3112, -0.2359, -0.2076)),
+    # the 16-channel VAEs of SD3 and FLUX (16, 3), with an offset each (ComfyUI's latent_formats SD3, Flux)
+    "sd3": ((-0.0922, -0.0175, 0.0749), (0.0311, 0.0633, 0.0954), (0.1994, 0.0927, 0.0458), (0.0856, 0.0339, 0.0902),
+            (0.0587, 0.0272, -0.0496), (-0.0006, 0.1104, 0.0309), (0.0978, 0.0306, 0.0427), (-0.0042, 0.1038, 0.1358),
+            (-0.0194, 0.0020, 0.0669), (-0.0488, 0.0130, -0.0268), (0.0922, 0.0988, 0.0951), (-0.0278, 0.0524, -0.0542),
+            (0.0332, 0.0456, 0.0895), (-0.0069, -0.0030, -0.0810), (-0.0596, -0.0465, -0.0293), (-0.1448, -0.1463, -0.1189)),
+    "flux": ((-0.0346, 0.0244, 0.0681), (0.0034, 0.0210, 0.0687), (0.0275, -0.0668, -0.0433), (-0.0174, 0.0160, 0.0617),
+             (0.0859, 0.0721, 0.0329), (0.0004, 0.0383, 0.0115), (0.0405, 0.0861, 0.0915), (-0.0236, -0.0185, -0.0259),
+             (-0.0245, 0.0250, 0.1180), (0.1008, 0.0755, -0.0421), (-0.0515, 0.0201, 0.0011), (0.0428, -0.0012, -0.0036),
+             (0.0817, 0.0765, 0.0749), (-0.1264, -0.0522, -0.1103), (-0.0280, -0.0881, -0.0499), (-0.1262, -0.0982, -0.0778)),
 }
+LATENT_RGB_BIAS = {"sd3": (0.2394, 0.2135, 0.1925), "flux": (-0.0329, -0.0718, -0.0851)}
 
 
 def latent_preview(latents: torch.Tensor, family: str) -> torch.Tensor:
-    """Latents (B, 4, h, w) -> a rough image (B, 3, h, w) in [0, 1] on the CPU (one small matrix product)."""
-    factors = torch.tensor(LATENT_RGB[family], dtype=torch.float32)  # (4, 3)
+    """Latents (B, C, h, w) -> a rough image (B, 3, h, w) in [0, 1] on the CPU (one small matrix product)."""
+    factors = torch.tensor(LATENT_RGB[family], dtype=torch.float32)  # (C, 3)
     rgb = torch.einsum("bchw,cd->bdhw", latents.float().cpu(), factors)
+    rgb = rgb + torch.tensor(LATENT_RGB_BIAS.get(family, (0.0, 0.0, 0.0))).view(1, 3, 1, 1)
     return ((rgb + 1) / 2).clamp(0, 1)
 
 

@@ -120,6 +120,10 @@ def detect_folder(folder: Path) -> Family:
     if cls not in PIPELINE_FAMILIES:
         raise UnknownFamilyError(f"{index} names pipeline {cls!r}; known: {', '.join(PIPELINE_FAMILIES)}")
     family = FAMILIES[PIPELINE_FAMILIES[cls]]
+    if family.id == "flux-dev":  # dev and schnell share the pipeline class: dev embeds the guidance scale
+        tc = folder / "transformer" / "config.json"
+        guided = json.loads(tc.read_text()).get("guidance_embeds", False) if tc.is_file() else True
+        return FAMILIES["flux-dev" if guided else "flux-schnell"]
     if family.id in ("sdxl", "sdxl-refiner"):
         listed = {k for k, v in model_index.items() if isinstance(v, list) and v[0] is not None}
         return _sdxl_from_components(listed)

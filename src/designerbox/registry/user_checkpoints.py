@@ -137,9 +137,17 @@ def add_checkpoint(path: Path, home: Path, cache: Path, model_id: str | None = N
             raise ModelFileError(f"unknown family {family!r}; known families: {known}")
         raise ModelFileError(f"{path.name} was given as {FAMILIES[family].name} ({family}), but its tensors are "
                              f"{found.name} ({found.id}); leave out --family to use what the file is")
-    if found.id not in LOADABLE:
+    from designerbox.registry import flow_models
+
+    if found.id not in LOADABLE + flow_models.FLOW_FAMILIES:
         raise ModelFileError(f"{path.name} is {found.name} ({found.id}); DesignerBox loads only "
-                             f"{', '.join(LOADABLE)} checkpoints so far")
+                             f"{', '.join(LOADABLE + flow_models.FLOW_FAMILIES)} checkpoints so far")
+    flow = found.id in flow_models.FLOW_FAMILIES
+    if flow and path.is_file():
+        raise ModelFileError(f"{path.name} is a single-file {found.name} checkpoint ({found.id}); DesignerBox loads "
+                             f"{found.name} from its diffusers folder only so far (model_index.json, transformer/, "
+                             "vae/, text encoders and tokenizers, scheduler/): add that folder instead")
+    flow_multiple = flow_models.check_folder(path, found.id) if flow else None
     found = resolve_prediction(path, found, prediction)
     model_id = model_id or model_id_for(path)
     dest = Path(home) / "models" / model_id
@@ -158,32 +166,38 @@ def add_checkpoint(path: Path, home: Path, cache: Path, model_id: str | None = N
             sched.write_text(json.dumps(json.loads(sched.read_text()) | {
                 "prediction_type": PREDICTIONS[found.prediction]}, indent=2) + "\n")
         else:
-            weights = sorted(path.glob("*/*.safetensors"), key=lambda p: (p.parent.name != "unet", str(p)))
+            weights = sorted(path.glob("*/*.safetensors"),  # the denoiser first: its hash is the model's
+                             key=lambda p: (p.parent.name not in ("unet", "transformer"), str(p)))
             pickles = [p for p in path.glob("*/*") if p.suffix.lower() in (".bin", ".ckpt", ".pt", ".pth")]
             if not weights or any(not list(p.parent.glob("*.safetensors")) for p in pickles):
                 raise ModelFileError(f"{path} holds pickle weights ({[p.name for p in pickles][:3]}) without "
                                      "safetensors beside them; DesignerBox loads only .safetensors")
             (tmp / CONFIG_DIR).mkdir()
         # 2. the tokenizers, when neither the source nor the config brings them
-        for name in FAMILY_TOKENIZERS[found.id]:
+        pads = flow_models.CLIP_TOKENIZERS[found.id] if flow else PAD_TOKENS[found.id]
+        for name, pad in pads.items():
             if not (path / name).is_dir() and not (tmp / CONFIG_DIR / name).is_dir():
-                copy_tokenizer(Path(cache), tmp / CONFIG_DIR / name, pad_token=PAD_TOKENS[found.id][name])
+                copy_tokenizer(Path(cache), tmp / CONFIG_DIR / name, pad_token=pad)
         local = sorted(p.relative_to(tmp).as_posix() for p in (tmp / CONFIG_DIR).rglob("*") if p.is_file())
         theirs = [p for p in sorted(path.rglob("*.json")) if path.is_dir()]
         files = [{"path": str(p), "sha256": file_sha256(p), "bytes": p.stat().st_size} for p in weights + theirs]
         files += [{"path": n, "sha256": file_sha256(tmp / n), "bytes": (tmp / n).stat().st_size} for n in local]
         # 3. the manifest; sizes must divide into the VAE's and then the UNet's downsampling
         arch = tmp / CONFIG_DIR if path.is_file() else path
-        vae_levels = len(json.loads((arch / "vae" / "config.json").read_text())["block_out_channels"])
-        unet_levels = len(json.loads((arch / "unet" / "config.json").read_text())["block_out_channels"])
-        multiple = 2 ** (vae_levels - 1) * 2 ** (unet_levels - 1)
+        if flow:
+            multiple = flow_multiple
+        else:
+            vae_levels = len(json.loads((arch / "vae" / "config.json").read_text())["block_out_channels"])
+            unet_levels = len(json.loads((arch / "unet" / "config.json").read_text())["block_out_channels"])
+            multiple = 2 ** (vae_levels - 1) * 2 ** (unet_levels - 1)
         manifest = {
             "id": model_id, "name": path.name, "family": found.id, "kind": "diffusion", "licence": LICENCE,
             "description": f"{found.name}, user-supplied {'diffusers folder' if path.is_dir() else 'single file'} "
                            f"{path}" + (f"; {found.note}" if found.note else ""),
             "native_size": [found.native_size, found.native_size], "min_size": multiple, "max_size": 2048,
-            "size_multiple": multiple, "prediction": found.prediction, "text_encoder": TEXT_ENCODERS[found.id],
-            "defaults": DEFAULTS[found.id], "files": files,
+            "size_multiple": multiple, "prediction": found.prediction,
+            "text_encoder": (flow_models.TEXT_ENCODERS if flow else TEXT_ENCODERS)[found.id],
+            "defaults": (flow_models.DEFAULTS if flow else DEFAULTS)[found.id], "files": files,
         }
         if offload is not None:
             manifest["offload"] = offload
@@ -294,6 +308,10 @@ def load_stable_diffusion(manifest: ModelManifest, device: str | torch.device = 
     from designerbox.registry.loading import check_state_dict
     from designerbox.samplers.discrete import alphas_cumprod
 
+    from designerbox.registry.flow_models import FLOW_FAMILIES, load_flow_model
+
+    if manifest.family in FLOW_FAMILIES:
+        return load_flow_model(manifest, device, dtype=dtype, vae_tiling=vae_tiling, offload=offload)
     if manifest.family not in LOADABLE:
         raise ModelFileError(f"model {manifest.id}: family {manifest.family!r} cannot be loaded yet "
                              f"(loadable: {', '.join(LOADABLE)})")
