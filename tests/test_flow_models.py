@@ -266,3 +266,17 @@ def test_our_euler_matches_flux_pipeline(tiny_flux, sd_home, capsys, which, cfg)
     assert mine.shape == theirs.shape == (2, 3, SIZE, SIZE) and (mine * 255).std() > 1
     diff = (mine - theirs).abs() * 255
     assert diff.max() < 0.05, diff.max()
+
+
+def test_a_flow_folder_with_wrong_tensors_is_named(tiny_flux, sd_home, tmp_path, capsys):
+    from safetensors.torch import load_file, save_file
+
+    broken = tmp_path / "broken-flux"
+    shutil.copytree(tiny_flux["flux-schnell"], broken)
+    weights = broken / "transformer" / "diffusion_pytorch_model.safetensors"
+    state = load_file(str(weights))
+    del state["proj_out.weight"]
+    save_file(state, str(weights))
+    _add([broken, "--id", "broken"], capsys)
+    with pytest.raises(ModelFileError, match=r"transformer.*1 missing.*proj_out\.weight"):
+        _load("broken", sd_home)

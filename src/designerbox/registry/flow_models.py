@@ -1,9 +1,11 @@
 """A user's SD3 and FLUX models (the rectified-flow families): what registering checks, and loading.
 
 Diffusers-format folders, as published (model_index.json; transformer/, vae/, text encoders,
-tokenizers, scheduler/), each network read from its safetensors files (sharded ones too) by diffusers'
-and transformers' own from_pretrained with use_safetensors=True and local_files_only=True: never a
-pickle, never the network. Every file is hash-checked first (registry.files.verify_files).
+tokenizers, scheduler/), each network read from its safetensors files (sharded ones too): the
+transformer and VAE built on the meta device from config.json and given the tensors (every one
+checked), the text encoders by transformers' from_pretrained with use_safetensors=True and
+local_files_only=True. Never a pickle, never the network. Every file is hash-checked first
+(registry.files.verify_files).
 
     family        networks                                                   T5 tokenizer
     sd3           transformer, vae, text_encoder, text_encoder_2 (CLIP-L/G  tokenizer_3/
@@ -90,6 +92,33 @@ def _t5_tokenizer(folder: Path):
     return T5TokenizerFast.from_pretrained(str(folder), local_files_only=True)
 
 
+def _diffusers_network(cls, folder: Path, dtype: torch.dtype) -> torch.nn.Module:
+    """A diffusers network built on the meta device from its config.json and given its tensors from the
+    safetensors files (sharded: those of the *.safetensors.index.json), cast to dtype: one copy of the
+    weights in memory, never a random float32 one (12B parameters of FLUX would be 48 GB)."""
+    from safetensors.torch import load_file
+
+    from designerbox.registry.loading import check_state_dict
+    from designerbox.registry.user_checkpoints import _component_file
+
+    index = sorted(folder.glob("*.safetensors.index.json"))
+    if index:
+        files = sorted({folder / f for f in json.loads(index[0].read_text())["weight_map"].values()})
+    else:
+        files = [_component_file(folder)]
+    with torch.device("meta"):
+        net = cls.from_config(cls.load_config(str(folder)))
+    state = {}
+    for f in files:
+        state.update({k: v.to(dtype) for k, v in load_file(str(f)).items()})
+    check_state_dict(str(folder), net.state_dict(), state)
+    net.load_state_dict(state, assign=True)
+    left = [n for n, t in (*net.named_parameters(), *net.named_buffers()) if t.is_meta]
+    if left:
+        raise ModelFileError(f"{folder}: {len(left)} tensors were not in its files (e.g. {left[:3]})")
+    return net
+
+
 def _network(folder: Path, name: str, family: str, dtype: torch.dtype):
     """One network of a diffusers folder, from its config and safetensors (sharded or not)."""
     from diffusers import AutoencoderKL, FluxTransformer2DModel, SD3Transformer2DModel
@@ -103,9 +132,10 @@ def _network(folder: Path, name: str, family: str, dtype: torch.dtype):
         cls = T5EncoderModel
     else:
         cls = CLIPTextModelWithProjection if family == "sd3" else CLIPTextModel
-    kwargs = dict(local_files_only=True, use_safetensors=True, output_loading_info=True)
-    kwargs["torch_dtype" if name in ("transformer", "vae") else "dtype"] = dtype
-    net, info = cls.from_pretrained(str(folder / name), **kwargs)
+    if name in ("transformer", "vae"):
+        return _diffusers_network(cls, folder / name, dtype)
+    net, info = cls.from_pretrained(str(folder / name), dtype=dtype, local_files_only=True, use_safetensors=True,
+                                    output_loading_info=True)  # transformers builds on the meta device itself
     missing = [k for k in info.get("missing_keys", []) if not k.endswith("position_ids")]
     wrong = [str(k) for k in info.get("mismatched_keys", [])] + list(info.get("error_msgs", []))
     if missing or wrong:  # from_pretrained would leave these random: refuse instead
