@@ -23,6 +23,8 @@ def add_parser(sub) -> None:
     _store_options(s)
     s.add_argument("--broker", help="a Redis URL (redis://HOST:6379/0): run no job here, send each to the "
                    "`designerbox worker` processes reading this broker")
+    s.add_argument("--api-only", action="store_true", help="answer requests but run no job here: more API "
+                   "processes on the database of one `serve` that runs the jobs (--database, DESIGNERBOX_DATABASE)")
     s.set_defaults(func=cmd_serve)
 
     w = sub.add_parser("worker", help="a cluster worker: runs the jobs an API server (serve --broker) sends over "
@@ -201,5 +203,6 @@ def cmd_serve(args) -> int:
     except ImportError as err:
         raise ServeError(f"the server needs the 'server' extra ({err.name} is missing): "
                          "pip install 'designerbox[server]'") from None
-    uvicorn.run(create_app(settings, broker=args.broker), host=args.host, port=args.port, log_level=args.log_level)
+    app = create_app(settings, broker=args.broker, workers=not getattr(args, "api_only", False))
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0

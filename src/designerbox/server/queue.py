@@ -28,18 +28,21 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import secrets
 import socket
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
 
 from sqlalchemy import JSON, Boolean, DateTime, Integer, String, Text, func, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from designerbox.jobs.schema import GenerationRequest
 from designerbox.store.gallery import LOCAL_USER
-from designerbox.store.sqlite import add_missing_columns, open_engine
+from designerbox.store.sqlite import add_missing_columns, create_tables, open_engine
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINAL_STATES = ("succeeded", "failed", "cancelled")
@@ -99,6 +102,20 @@ class JobRow(Base):
                     "error": self.callback_error}}
 
 
+class QuotaLock(Base):
+    """One row per user, written at the start of each of their quota-checked submissions: the write takes
+    the database's write lock (SQLite) or the row's lock (PostgreSQL) until the job is inserted, so the
+    count and the insert of two API processes never interleave."""
+
+    __tablename__ = "quota_locks"
+
+    user: Mapped[str] = mapped_column(String(64), primary_key=True)
+    submissions: Mapped[int] = mapped_column(Integer, default=0)
+
+
+Admit = Callable[[int, list], None]  # (queued + running jobs, creation times of the last minute): raise to refuse
+
+
 def _fraction(state: str, step: int, total: int | None) -> float:
     if state == "succeeded":
         return 1.0
@@ -142,15 +159,17 @@ class JobQueue:
     def __init__(self, path: Path | str):
         self.path = path
         self.engine = open_engine(path, wal=True)
-        Base.metadata.create_all(self.engine)
+        create_tables(Base.metadata, self.engine)
         add_missing_columns(self.engine, "jobs", CALLBACK_COLUMNS)
 
     # -- submitting and reading ---------------------------------------------------------------
     def submit(self, request: GenerationRequest | dict, *, user: str = LOCAL_USER, priority: int = 0,
                source: str = "api", retry_of: str | None = None, callback_url: str | None = None,
-               kind: str = "generation") -> JobRow:
+               kind: str = "generation", admit: Admit | None = None) -> JobRow:
         """Store a queued job. The seed is fixed here so a re-run (after a crash) draws the same images.
-        A tool job's request is a dict (tool_jobs.ToolJobRequest as JSON), its seed fixed by the caller."""
+        A tool job's request is a dict (tool_jobs.ToolJobRequest as JSON), its seed fixed by the caller.
+        admit (quotas): called with the user's counts from the database inside the inserting transaction,
+        under the user's QuotaLock, so every API process sharing the database sees the same counts."""
         if kind not in KINDS:
             raise ValueError(f"unknown job kind {kind!r}; valid kinds: {', '.join(KINDS)}")
         if isinstance(request, dict):
@@ -163,11 +182,44 @@ class JobQueue:
                      source=source, created_at=_now(), attempts=0, step=0, cancel_requested=False, images=[],
                      stored=False, retry_of=retry_of, callback_url=callback_url,
                      callback_state="pending" if callback_url else None, callback_attempts=0)
-        with Session(self.engine, expire_on_commit=False) as s:
-            s.add(row)
-            s.commit()
-        return row
+        if admit is None:
+            with Session(self.engine, expire_on_commit=False) as s:
+                s.add(row)
+                s.commit()
+            return row
+        return self._admit_and_insert(row, admit)
 
+    def _admit_and_insert(self, row: JobRow, admit: Admit) -> JobRow:
+        """Lock the user's QuotaLock row, count from the database, admit (or raise), insert, commit: one
+        transaction. SQLite: the lock is the database's write lock (other writers wait, up to the busy
+        timeout); a transaction whose snapshot went stale meanwhile is refused by SQLite and tried again."""
+        with Session(self.engine) as s:  # the lock row, once per user (a concurrent twin's insert is fine)
+            if s.get(QuotaLock, row.user) is None:
+                s.add(QuotaLock(user=row.user, submissions=0))
+                try:
+                    s.commit()
+                except IntegrityError:
+                    s.rollback()
+        for attempt in range(40):
+            try:
+                with Session(self.engine, expire_on_commit=False) as s:
+                    s.execute(update(QuotaLock).where(QuotaLock.user == row.user)
+                              .values(submissions=QuotaLock.submissions + 1))
+                    active = s.scalar(select(func.count()).select_from(JobRow).where(
+                        JobRow.user == row.user, JobRow.state.in_(("queued", "running"))))
+                    recent = list(s.scalars(select(JobRow.created_at).where(
+                        JobRow.user == row.user, JobRow.created_at >= _now() - timedelta(seconds=60))
+                        .order_by(JobRow.created_at)).all())
+                    admit(active, recent)  # raises to refuse: the session rolls back
+                    row.created_at = _now()
+                    s.add(row)
+                    s.commit()
+                    return row
+            except OperationalError:
+                if self.engine.dialect.name != "sqlite" or attempt == 39:
+                    raise
+                time.sleep(0.01 + 0.02 * random.random())  # "database is locked" (a stale snapshot): again
+        raise AssertionError("unreachable")
     def get(self, job_id: str) -> JobRow:
         with Session(self.engine) as s:
             row = s.get(JobRow, job_id)
@@ -185,18 +237,6 @@ class JobQueue:
             q = q.where(JobRow.user == user)
         with Session(self.engine) as s:
             return list(s.scalars(q).all())
-
-    def active(self, user: str) -> int:
-        """How many of the user's jobs are queued or running (the concurrent-jobs quota)."""
-        with Session(self.engine) as s:
-            return s.scalar(select(func.count()).select_from(JobRow).where(
-                JobRow.user == user, JobRow.state.in_(("queued", "running"))))
-
-    def submitted_since(self, user: str, since: datetime) -> list[datetime]:
-        """When the user's jobs submitted after `since` (naive UTC) were created, oldest first."""
-        with Session(self.engine) as s:
-            return list(s.scalars(select(JobRow.created_at).where(JobRow.user == user, JobRow.created_at >= since)
-                                  .order_by(JobRow.created_at)).all())
 
     def position(self, job_id: str) -> int | None:
         """How many queued jobs were submitted before this queued one (a rough place in line)."""
@@ -350,14 +390,14 @@ class JobQueue:
             raise JobStateError(f"job {job_id} has already {row.state}; only queued or running jobs can be cancelled")
         return row
 
-    def retry(self, job_id: str) -> JobRow:
+    def retry(self, job_id: str, admit: Admit | None = None) -> JobRow:
         """A new queued job with the same request (and seed) as a failed or cancelled one."""
         row = self.get(job_id)
         if row.state not in ("failed", "cancelled"):
             raise JobStateError(f"job {job_id} is {row.state}; only failed or cancelled jobs can be retried")
         request = row.request if row.kind == "tool" else GenerationRequest(**row.request)
         return self.submit(request, user=row.user, priority=row.priority, kind=row.kind or "generation",
-                           source=row.source, retry_of=row.id, callback_url=row.callback_url)
+                           source=row.source, retry_of=row.id, callback_url=row.callback_url, admit=admit)
 
     # -- at startup ---------------------------------------------------------------------------------
     def requeue_orphans(self) -> list[str]:

@@ -5,8 +5,9 @@ it is queued.
 Quotas (role "user" only; admins have none): at most `max_concurrent` queued + running jobs and
 `jobs_per_minute` jobs submitted in any 60 s, each the user's own value or else the server's
 default (Settings.quota_concurrent, quota_per_minute; 0: no limit). Over either: QuotaExceeded, a
-429 with Retry-After. The check and the insert hold one lock, so concurrent requests of one user
-cannot slip past a limit together within this process.
+429 with Retry-After. The counts come from the database, and the check and the insert are one
+transaction under the user's lock row (JobQueue.submit's admit), so concurrent requests of one user
+cannot slip past a limit together, even through several API processes sharing one database.
 
 Images in a request (init_image, mask_image) must be data URLs here: a file path would let a caller
 read files on the server (another user's gallery, say). Over Settings.max_image_bytes decoded they
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import threading
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -32,8 +32,6 @@ from designerbox.server.webhooks import CallbackURLError, check_callback_url
 from designerbox.store.gallery import LOCAL_USER
 from designerbox.store.users import User
 from designerbox.studio import Studio
-
-quota_lock = threading.Lock()
 
 
 class InvalidRequest(ValueError):
@@ -112,22 +110,29 @@ def check(studio: Studio, request: GenerationRequest) -> None:
                                  f"{', '.join(upscalers) or 'none'}, or 'none'", "upscaler")
 
 
-def check_quota(studio: Studio, queue: JobQueue, user: User) -> None:
+def admission(studio: Studio, user: User):
+    """The user's quota check, for JobQueue.submit(admit=...): called with their queued + running jobs and
+    the creation times of their jobs of the last minute, counted in the database inside the inserting
+    transaction (so API processes sharing one database share the quotas); None for an admin."""
     if user.is_admin:
-        return
+        return None
     settings = studio.settings
     concurrent = settings.quota_concurrent if user.max_concurrent is None else user.max_concurrent
     per_minute = settings.quota_per_minute if user.jobs_per_minute is None else user.jobs_per_minute
-    if concurrent and (active := queue.active(user.name)) >= concurrent:
-        raise QuotaExceeded(f"user {user.name!r} has {active} jobs queued or running, the most allowed at once "
-                            f"({concurrent}); wait for one to finish or cancel one", retry_after=5)
-    if per_minute:
-        now = datetime.now(timezone.utc).replace(tzinfo=None)  # the queue keeps naive UTC
-        recent = queue.submitted_since(user.name, now - timedelta(seconds=60))
-        if len(recent) >= per_minute:
+    if not concurrent and not per_minute:
+        return None
+
+    def admit(active: int, recent: list[datetime]) -> None:
+        if concurrent and active >= concurrent:
+            raise QuotaExceeded(f"user {user.name!r} has {active} jobs queued or running, the most allowed at "
+                                f"once ({concurrent}); wait for one to finish or cancel one", retry_after=5)
+        if per_minute and len(recent) >= per_minute:
+            now = datetime.now(timezone.utc).replace(tzinfo=None)  # the queue keeps naive UTC
             wait = (recent[len(recent) - per_minute] + timedelta(seconds=60) - now).total_seconds()
-            raise QuotaExceeded(f"user {user.name!r} has submitted {len(recent)} jobs in the last minute, the most "
-                                f"allowed ({per_minute} a minute)", retry_after=max(1, math.ceil(wait)))
+            raise QuotaExceeded(f"user {user.name!r} has submitted {len(recent)} jobs in the last minute, the "
+                                f"most allowed ({per_minute} a minute)", retry_after=max(1, math.ceil(wait)))
+
+    return admit
 
 
 def submit(studio: Studio, queue: JobQueue, events: EventLog, request: GenerationRequest, *, source: str = "api",
@@ -139,9 +144,8 @@ def submit(studio: Studio, queue: JobQueue, events: EventLog, request: Generatio
         except CallbackURLError as err:
             raise InvalidRequest(str(err), "callback_url") from None
     user = user or User(LOCAL_USER, "admin")
-    with quota_lock:
-        check_quota(studio, queue, user)
-        row = queue.submit(request, user=user.name, priority=priority, source=source, callback_url=callback_url)
+    row = queue.submit(request, user=user.name, priority=priority, source=source, callback_url=callback_url,
+                       admit=admission(studio, user))
     events.publish(row.id, "queued", priority=priority)
     events.wakeup.set()
     return row
@@ -149,9 +153,7 @@ def submit(studio: Studio, queue: JobQueue, events: EventLog, request: Generatio
 
 def retry(studio: Studio, queue: JobQueue, events: EventLog, job_id: str, user: User) -> JobRow:
     """A failed or cancelled job again (a new job, same request and seed), within the owner's quotas."""
-    with quota_lock:
-        check_quota(studio, queue, user)
-        row = queue.retry(job_id)
+    row = queue.retry(job_id, admit=admission(studio, user))
     events.publish(row.id, "queued", priority=row.priority, retry_of=job_id)
     events.wakeup.set()
     return row

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from designerbox.presets import UnknownPresetError
 from designerbox.server.events import EventLog
 from designerbox.server.queue import JobQueue, JobRow
-from designerbox.server.submit import ImageTooLarge, InvalidRequest, check_quota, quota_lock
+from designerbox.server.submit import ImageTooLarge, InvalidRequest, admission
 from designerbox.server.webhooks import CallbackURLError, check_callback_url
 from designerbox.store.png_metadata import write_atomic
 from designerbox.store.users import User
@@ -163,10 +163,8 @@ def submit_tool(studio: Studio, queue: JobQueue, events: EventLog, name: str, up
     root = studio.settings.gallery_root
     request = ToolJobRequest(tool=tool.name, inputs=[store_input(root, f, d) for f, d in uploads],
                              options=options, preset=preset)
-    with quota_lock:
-        check_quota(studio, queue, user)
-        row = queue.submit(request.model_dump(mode="json"), user=user.name, priority=priority, source=source,
-                           callback_url=callback_url, kind="tool")
+    row = queue.submit(request.model_dump(mode="json"), user=user.name, priority=priority, source=source,
+                       callback_url=callback_url, kind="tool", admit=admission(studio, user))
     events.publish(row.id, "queued", priority=priority)
     events.wakeup.set()
     return row

@@ -17,7 +17,7 @@ from sqlalchemy import delete as sa_delete
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from designerbox.store.png_metadata import write_atomic
-from designerbox.store.sqlite import add_missing_columns, open_engine
+from designerbox.store.sqlite import add_missing_columns, create_tables, open_engine
 
 LOCAL_USER = "local"  # the one user of single-user mode (no API keys), and the owner of older rows
 
@@ -59,7 +59,7 @@ class Gallery:
         self.root = Path(root)
         (self.root / "images").mkdir(parents=True, exist_ok=True)
         self.engine = open_engine(database or self.root / "gallery.sqlite")
-        Base.metadata.create_all(self.engine)  # new files; an older file keeps its table, so:
+        create_tables(Base.metadata, self.engine)  # new files; an older file keeps its table, so:
         add_missing_columns(self.engine, "images", {"owner": f"VARCHAR(64) NOT NULL DEFAULT '{LOCAL_USER}'"},
                             index=True)
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+import time
+
+from sqlalchemy import Engine, MetaData, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 
 def open_engine(target: str | Path, wal: bool = False) -> Engine:
@@ -56,3 +59,17 @@ def add_missing_columns(engine: Engine, table: str, columns: dict[str, str], ind
                     conn.execute(text(f'CREATE INDEX IF NOT EXISTS "ix_{table}_{name}" ON "{table}" ("{name}")'))
                 added.append(name)
     return added
+
+
+def create_tables(metadata: MetaData, engine: Engine, tries: int = 5) -> None:
+    """metadata.create_all, safe when several processes open a new database at once (a cluster's API and
+    workers starting together): create_all checks, then creates, so a twin may create a table in between;
+    its "already exists" error means the table is there, and the check is simply run again."""
+    for attempt in range(tries):
+        try:
+            metadata.create_all(engine)
+            return
+        except (OperationalError, ProgrammingError) as err:
+            if "already exists" not in str(err) or attempt == tries - 1:
+                raise
+            time.sleep(0.05)

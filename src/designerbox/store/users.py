@@ -23,7 +23,7 @@ from pathlib import Path
 from sqlalchemy import DateTime, ForeignKey, Integer, String, select, update
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from designerbox.store.sqlite import open_engine
+from designerbox.store.sqlite import create_tables, open_engine
 
 ROLES = ("admin", "user")
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
@@ -106,7 +106,7 @@ class UserStore:
         """path: a SQLite file, or a SQLAlchemy URL (the cluster's shared database)."""
         self.path = path
         self.engine = open_engine(path)
-        Base.metadata.create_all(self.engine)
+        create_tables(Base.metadata, self.engine)
 
     # -- users ------------------------------------------------------------------------------------
     def add_user(self, name: str, role: str = "user", max_concurrent: int | None = None,
