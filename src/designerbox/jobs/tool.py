@@ -79,9 +79,10 @@ def run_tool(name: str, inputs: list[Input] | None = None, options: dict | None 
     t_load = time.perf_counter() - t0
     # 3. run, once per input
     outputs = []
+    ctx = StudioContext(studio or _studio()) if tool.uses_models else None
     for item in loaded:
         t1 = time.perf_counter()
-        results = tool.run(item.image, opts)
+        results = tool.run(item.image, opts, ctx) if ctx is not None else tool.run(item.image, opts)
         t_run = time.perf_counter() - t1
         if preset and len(results) == 1:
             results[0].name = preset  # one output per input: it is named after the preset asked for
@@ -91,7 +92,7 @@ def run_tool(name: str, inputs: list[Input] | None = None, options: dict | None 
                               "total_s": round(time.perf_counter() - t0, 3)})
             outputs.append(ToolOutput(name=res.name, image=res.image, record=record, png=png_bytes(res.image, record)))
     if save:
-        gallery = (studio or _studio()).gallery
+        gallery = (ctx.studio if ctx is not None else studio or _studio()).gallery
         for out in outputs:
             row = gallery.add(out.png, out.record)
             out.id, out.path = row.id, str(gallery.file(row))
@@ -102,6 +103,45 @@ def _studio() -> "Studio":
     from designerbox.studio import Studio
 
     return Studio()
+
+
+class StudioContext:
+    """The ToolContext (tools/registry.py) of a tool with `uses_models`: the Studio's registry, model
+    cache and generation path, nothing else."""
+
+    def __init__(self, studio: "Studio"):
+        self.studio = studio
+
+    def installed(self, kind: str) -> list[str]:
+        return [m.id for m in self.studio.registry.list(kind=kind)]
+
+    def model(self, model_id: str):
+        return self.studio.model(model_id)
+
+    def img2img(self, image: Image.Image, *, prompt: str, model: str, strength: float, style: str | None = None,
+                negative_prompt: str = "", seed: int | None = None) -> tuple[Image.Image, dict]:
+        """One image to image generation (not saved: the tool's output is what the gallery records)."""
+        import base64
+
+        from designerbox.jobs.schema import GenerationRequest
+
+        buf = io.BytesIO()
+        image.convert("RGB").save(buf, format="PNG")
+        request = GenerationRequest(prompt=prompt, negative_prompt=negative_prompt, model=model, style=style,
+                                    seed=seed, strength=strength, init_image="data:image/png;base64,"
+                                    + base64.b64encode(buf.getvalue()).decode())
+        out = self.studio.generate(request, save=False)[0]
+        return out.image, out.record
+
+    def txt2img(self, prompt: str, *, model: str | None = None, width: int | None = None, height: int | None = None,
+                seed: int | None = None, style: str | None = None, negative_prompt: str = "") -> tuple[Image.Image, dict]:
+        """One generation from a prompt (not saved, as img2img)."""
+        from designerbox.jobs.schema import GenerationRequest
+
+        request = GenerationRequest(prompt=prompt, negative_prompt=negative_prompt, model=model, style=style,
+                                    seed=seed, width=width, height=height)
+        out = self.studio.generate(request, save=False)[0]
+        return out.image, out.record
 
 
 def _draw(studio: "Studio", prompt: str, opts, save: bool):

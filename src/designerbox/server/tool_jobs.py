@@ -91,6 +91,26 @@ def resolve_options(tool: Tool, options: dict, preset: str | None) -> BaseModel:
         raise InvalidRequest(f"the {tool.name} tool: " + "; ".join(parts), "options") from None
 
 
+def refuse_server_paths(value, where: str = "options") -> None:
+    """Some tools take an image by path in their options (a style picture, a brand kit's logo): over the
+    API that would read files on the server (another user's gallery, say). Any option value, at any depth,
+    that names an existing file or folder here is refused; images go in as data URLs."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            refuse_server_paths(v, f"{where}.{k}")
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            refuse_server_paths(v, f"{where}[{i}]")
+    elif isinstance(value, str) and not value.startswith("data:") and 0 < len(value) < 4096:
+        try:
+            exists = Path(value).expanduser().exists()
+        except (OSError, ValueError, RuntimeError):  # not a path at all (a NUL byte, no home for ~user)
+            exists = False
+        if exists:
+            raise InvalidRequest(f"{where}: file paths are not read on the server; give an image as a data URL "
+                                 "(data:image/png;base64,...)", "options")
+
+
 def decode_data_url(value: str, field: str, limit: int) -> bytes:
     """A data URL's bytes; InvalidRequest for anything else, ImageTooLarge over `limit` (before decoding)."""
     if not isinstance(value, str) or not value.startswith("data:"):
@@ -140,6 +160,7 @@ def submit_tool(studio: Studio, queue: JobQueue, events: EventLog, name: str, up
         raise InvalidRequest(f"options must be a JSON object of the {tool.name} tool's options; valid options: "
                              f"{', '.join(tool.options.model_fields)}", "options")
     options = dict(options)
+    refuse_server_paths(options)
     opts = resolve_options(tool, options, preset)
     prompt = getattr(opts, tool.prompt_field) if tool.prompt_field else None
     if len(uploads) > MAX_INPUTS:

@@ -6,6 +6,8 @@ A tool is a module in `designerbox.tools` that defines `TOOL = Tool(...)`:
     run             run(image, options) -> list[ToolImage]: one upright RGB(A) image in, named images out
     presets         `presets/tool_<name>.json`: {"presets": [{"id", "name", "options": {...}}]}
     prompt_field    the option that holds a prompt, when the tool can start from a generated image
+    uses_models     run(image, options, ctx) instead: ctx (a ToolContext, built by the job from the
+                    Studio) gives installed models and the generation path (enhance, style)
 
 Importing this module imports no tool; `get_tool` imports the one asked for.
 """
@@ -19,7 +21,7 @@ import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
-from typing import Callable
+from typing import Any, Callable, Protocol
 
 from PIL import Image
 from pydantic import BaseModel
@@ -30,6 +32,8 @@ TOOL_MODULES = {
     "product": "designerbox.tools.product",
     "social": "designerbox.tools.social",
     "marketing": "designerbox.tools.marketing",
+    "enhance": "designerbox.tools.enhance",
+    "style": "designerbox.tools.style",
 }
 
 
@@ -44,14 +48,33 @@ class ToolImage:
     details: dict = field(default_factory=dict)   # what the tool found and did (boxes, ratios...), recorded
 
 
+class ToolContext(Protocol):
+    """What a tool with `uses_models` may use beyond its input; jobs/tool.py builds it from the Studio."""
+
+    def installed(self, kind: str) -> list[str]:
+        """Ids of the installed models of a kind ("upscaler", "filter", "diffusion"...)."""
+
+    def model(self, model_id: str) -> tuple[Any, Any]:
+        """(manifest, loaded model) of an installed model, cached by the Studio; errors list the installed ones."""
+
+    def img2img(self, image: Image.Image, *, prompt: str, model: str, strength: float, style: str | None = None,
+                negative_prompt: str = "", seed: int | None = None) -> tuple[Image.Image, dict]:
+        """The generation path on an init image (as `generate --init-image`): the image and its record."""
+
+    def txt2img(self, prompt: str, *, model: str | None = None, width: int | None = None, height: int | None = None,
+                seed: int | None = None, style: str | None = None, negative_prompt: str = "") -> tuple[Image.Image, dict]:
+        """The generation path from a prompt (as `generate`; model None: the default model): image and record."""
+
+
 @dataclass(frozen=True)
 class Tool:
     name: str
     version: str
     summary: str
     options: type[BaseModel]
-    run: Callable[[Image.Image, BaseModel], list[ToolImage]]
+    run: Callable[..., list[ToolImage]]           # run(image, options), or run(image, options, ctx)
     prompt_field: str | None = None
+    uses_models: bool = False
 
     @property
     def preset_file(self) -> str:
