@@ -144,8 +144,8 @@ def test_diffusion_img2img_through_run_tool(studio, tmp_path):
 
 
 def test_diffusion_needs_a_diffusion_model(ctx):
-    with pytest.raises(ValidationError, match="method 'diffusion' needs model"):
-        StyleOptions(method="diffusion")
+    with pytest.raises(StyleError, match="method 'diffusion' needs model: .*installed diffusion models: .*tiny-test"):
+        style.run(photo("coffee"), StyleOptions(method="diffusion"), ctx)
     with pytest.raises(ValueError, match="unknown model 'nope'; installed models:"):
         style.run(photo("coffee"), StyleOptions(method="diffusion", model="nope"), ctx)
 

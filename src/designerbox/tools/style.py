@@ -107,9 +107,6 @@ class StyleOptions(BaseModel):
     def _method_needs(self):
         if self.method == "image" and not self.style_image:
             raise ValueError("method 'image' needs style_image: a path or a data URL of the style picture")
-        if self.method == "diffusion" and not self.model:
-            raise ValueError("method 'diffusion' needs model: the id of an installed diffusion model "
-                             "(`designerbox models list --kind diffusion`)")
         if self.model and self.method != "diffusion":
             raise ValueError(f"model is used by method 'diffusion' only (method is {self.method!r})")
         return self
@@ -163,6 +160,10 @@ def vintage(image: Image.Image, ctx: ToolContext, max_side: int) -> tuple[Image.
 
 def diffusion(image: Image.Image, opts: StyleOptions, ctx: ToolContext) -> tuple[Image.Image, dict]:
     """img2img at the model's native size through the job's generation path, scaled back."""
+    if ctx is None or not opts.model:
+        installed = ", ".join(ctx.installed("diffusion")) if ctx is not None else "run it through run_tool"
+        raise StyleError(f"method 'diffusion' needs model: the id of an installed diffusion model "
+                         f"(--set model=ID); installed diffusion models: {installed or 'none'}")
     manifest, _ = ctx.model(opts.model)
     if manifest.kind != "diffusion":
         raise StyleError(f"model {opts.model!r} is a {manifest.kind} model; method 'diffusion' needs a diffusion "
