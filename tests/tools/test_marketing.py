@@ -172,8 +172,22 @@ def test_the_logo_keeps_clear_of_the_text(tmp_path, astronaut):
             bx0, by0, bx1, by1 = b["box"]
             assert bx1 <= lx0 or bx0 >= lx1 or by1 <= ly0 or by0 >= ly1, b
         a = np.asarray(out.image)
-        assert (np.abs(a[ly0 + 5:ly1 - 5, lx0 + 5:lx0 + (ly1 - ly0) - 5].astype(int) - (0xF2, 0xC1, 0x4E)).max(axis=2)
-                < 12).mean() > 0.5  # the logo's yellow disc is drawn there
+        (x, y), (w, h) = out.details["logo"]["xy"], out.details["logo"]["size"]
+        disc = a[y + h // 2 - 5:y + h // 2 + 5, x + h // 2 - 5:x + h // 2 + 5].astype(int)
+        assert (np.abs(disc - (0xF2, 0xC1, 0x4E)).max(axis=2) < 12).all()  # the logo's yellow disc is drawn there
+    # a white logo on the white surface of the flyer gets a plate that sets it off (>= 3:1), inside the safe zone
+    white = Image.new("RGBA", (200, 100), (0, 0, 0, 0))
+    ImageDraw.Draw(white).rectangle((10, 10, 190, 90), fill="#FFFFFF")
+    white.save(tmp_path / "white.png")
+    kit = BrandKit(name="acme", logo=str(tmp_path / "white.png"))
+    out = run(astronaut, TOOL.resolve(dict(TEXT, brand=kit.model_dump()), "flyer"))[0]
+    logo = out.details["logo"]
+    assert logo["ratio"] == pytest.approx(1.0) and logo["plate"] == "#17213A" and logo["plate_ratio"] >= 3
+    px0, py0, px1, py1 = logo["box"]
+    x0, y0, x1, y1 = out.details["safe_zone"]
+    assert x0 <= px0 and y0 <= py0 and px1 <= x1 and py1 <= y1
+    a = np.asarray(out.image)
+    assert tuple(a[py1 - 3, (px0 + px1) // 2]) == contrast.hex_rgb("#17213A")  # the plate, under the white logo
 
 
 def test_brand_kits_are_kept_per_user(tmp_path):

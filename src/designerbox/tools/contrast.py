@@ -49,6 +49,12 @@ def contrast_ratio(a, b) -> float:
     return (hi + 0.05) / (lo + 0.05)
 
 
+def ratios(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Element-wise contrast ratios of two arrays of RGB colours ((..., 3), broadcast)."""
+    la, lb = relative_luminance(a), relative_luminance(b)
+    return (np.maximum(la, lb) + 0.05) / (np.minimum(la, lb) + 0.05)
+
+
 def ratio_over(text, background: np.ndarray, percentile: float = 5.0) -> float:
     """The ratio of the text colour against the pixels of `background` ((H, W, 3) or (N, 3) uint8):
     the `percentile`-th lowest of the per-pixel ratios."""

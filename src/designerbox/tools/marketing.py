@@ -163,21 +163,45 @@ def _px(box: Frac4, W: int, H: int) -> tuple[int, int, int, int]:
     return round(box[0] * W), round(box[1] * H), round(box[2] * W), round(box[3] * H)
 
 
-def _logo(opts: MarketingOptions, safe: tuple[int, int, int, int]) -> tuple[Image.Image, tuple[int, int]] | None:
+def _logo(opts: MarketingOptions, safe: tuple[int, int, int, int], canvas: Image.Image) -> dict | None:
+    """The logo scaled into its corner of the safe zone. When it stands out from what is under it by less
+    than 3:1 (WCAG 1.4.11, the lower quartile over its opaque pixels), it gets a plate in the kit colour
+    that sets it off best, and moves inward so the plate stays in the safe zone."""
     if not opts.brand.logo or opts.logo_corner == "none":
         return None
     from designerbox.tools.image_input import load_image
 
     logo = load_image(opts.brand.logo, max_pixels=4_000_000).image.convert("RGBA")
+    bbox = logo.getchannel("A").point(lambda a: 255 if a > 8 else 0).getbbox()
+    if bbox is None:
+        raise ValueError(f"the logo {opts.brand.logo} is fully transparent")
+    logo = logo.crop(bbox)  # its transparent margins would push it off the corner
     lh = max(16, round(opts.logo_size * min(opts.width, opts.height)))
     lw = max(1, round(logo.width * lh / logo.height))
     if lw > (safe[2] - safe[0]) // 3:  # a wide wordmark: bound by a third of the safe width
         lw = (safe[2] - safe[0]) // 3
         lh = max(1, round(logo.height * lw / logo.width))
     logo = logo.resize((lw, lh), Image.LANCZOS)
-    x = safe[0] if opts.logo_corner.endswith("left") else safe[2] - lw
-    y = safe[1] if opts.logo_corner.startswith("top") else safe[3] - lh
-    return logo, (x, y)
+    left, top = opts.logo_corner.endswith("left"), opts.logo_corner.startswith("top")
+    x, y = (safe[0] if left else safe[2] - lw), (safe[1] if top else safe[3] - lh)
+    px = np.asarray(logo)
+    opaque = px[..., 3] > 128
+    ink = px[..., :3][opaque]
+    under = np.asarray(canvas)[y:y + lh, x:x + lw][opaque]
+    ratio = float(np.percentile(contrast.ratios(ink, under), 25))
+    info = {"image": logo, "xy": (x, y), "box": (x, y, x + lw, y + lh), "ratio": round(ratio, 2), "plate": None}
+    if ratio < contrast.NON_TEXT:
+        kit = opts.brand.colours
+        score = lambda c: np.percentile(contrast.ratios(ink, np.float32(contrast.hex_rgb(c))), 25)  # noqa: E731
+        plate = max((kit.text, kit.primary, kit.background, kit.secondary), key=score)  # a kit colour when one works
+        if score(plate) < contrast.NON_TEXT:
+            plate = max(("#FFFFFF", "#000000"), key=score)
+        pad = max(4, round(0.22 * lh))
+        x, y = x + (pad if left else -pad), y + (pad if top else -pad)
+        info.update(xy=(x, y), box=(x - pad, y - pad, x + lw + pad, y + lh + pad), plate=plate,
+                    plate_ratio=round(float(np.percentile(contrast.ratios(ink, np.float32(contrast.hex_rgb(plate))),
+                                                          25)), 2))
+    return info
 
 
 def text_area(opts: MarketingOptions, safe, logo_box) -> tuple[int, int, int, int]:
@@ -262,8 +286,8 @@ def run(image: Image.Image, opts: MarketingOptions) -> list[ToolImage]:
     # 2. the safe zone, the logo and the text area
     l, t, r, b = opts.safe
     safe = (round(l * W), round(t * H), W - round(r * W), H - round(b * H))
-    logo = _logo(opts, safe)
-    logo_box = None if logo is None else (*logo[1], logo[1][0] + logo[0].width, logo[1][1] + logo[0].height)
+    logo = _logo(opts, safe, canvas)
+    logo_box = None if logo is None else logo["box"]
     area = text_area(opts, safe, logo_box)
     # 3. the text block
     short = min(W, H)
@@ -334,13 +358,18 @@ def run(image: Image.Image, opts: MarketingOptions) -> list[ToolImage]:
     for ln in block.lines:
         draw.text(ln.origin, ln.text, font=load_font(ln.font, ln.size), fill=colours[ln.role], anchor=ln.anchor)
     if logo is not None:
-        canvas.paste(logo[0], logo[1], logo[0])
+        if logo["plate"]:
+            pad = logo["xy"][0] - logo["box"][0]
+            draw.rounded_rectangle(logo["box"], radius=pad, fill=logo["plate"])
+        canvas.paste(logo["image"], logo["xy"], logo["image"])
     text_boxes = [{"role": ln.role, "text": ln.text, "box": list(bx)} for ln, bx in zip(block.lines, boxes)]
     inside = all(safe[0] <= bx[0] and safe[1] <= bx[1] and bx[2] <= safe[2] and bx[3] <= safe[3] for bx in boxes)
     details = {"size": [W, H], "brand": kit.name, "hero": hero_info, "safe_zone": list(safe), "text_area": list(area),
                "text_boxes": text_boxes, "inside_safe_zone": inside, "contrast": rows, "cta": cta, "fixes": fixes,
                "sizes_px": {"headline": block.headline_px, "subline": block.subline_px, "cta": block.cta_px},
                "notes": block.notes, "logo_box": list(logo_box) if logo_box else None,
+               "logo": dict({k: v for k, v in logo.items() if k != "image"}, size=list(logo["image"].size))
+               if logo else None,
                "fonts": {role: {"id": f["id"], "name": f["name"], "package": f["package"], "licence": f["licence"]}
                          for role, f in fonts.items()}}
     return [ToolImage(name=f"{W}x{H}", image=canvas, details=details)]
