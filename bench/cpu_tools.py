@@ -79,6 +79,8 @@ def main(argv=None) -> int:
         "social (all 12 sizes)": ("social", "all", [(presets.get_size(s).width, presets.get_size(s).height)
                                                     for s in get_tool("social").presets()["all"]["options"]["sizes"]]),
         "marketing (square post)": ("marketing", "square-post", [(1080, 1080)]),
+        "enhance (clean-up, same size)": ("enhance", "clean-up", [(4000, 3000)]),
+        "style (starry)": ("style", "starry", [(4000, 3000)]),
     }
     options = {"marketing": {"headline": "Summer sale on everything red", "subline": "This week only, in every store",
                              "cta": "Shop now"}}
