@@ -34,6 +34,8 @@ TOOL_MODULES = {
     "marketing": "designerbox.tools.marketing",
     "enhance": "designerbox.tools.enhance",
     "style": "designerbox.tools.style",
+    "headshot": "designerbox.tools.headshot",
+    "avatar": "designerbox.tools.avatar",
 }
 
 
