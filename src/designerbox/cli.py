@@ -48,7 +48,8 @@ def _request_options(args) -> dict:
             "truncation": args.truncation, "init_image": getattr(args, "init_image", None),
             "mask_image": getattr(args, "mask", None), "strength": getattr(args, "strength", None),
             "extend": getattr(args, "extend", None), "loras": getattr(args, "lora", None),
-            "outpaint_to": getattr(args, "outpaint_to", None)}
+            "outpaint_to": getattr(args, "outpaint_to", None), "refiner": getattr(args, "refiner", None),
+            "refiner_strength": getattr(args, "refiner_strength", None)}
     if args.size:
         opts["width"], opts["height"] = args.size
     return {k: v for k, v in opts.items() if v is not None}
@@ -341,6 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="outpainting: pixels to add left, top, right, bottom of --init-image, e.g. 0,0,128,0")
     g.add_argument("--outpaint-to", metavar="PRESET",
                    help="outpainting: extend --init-image to the aspect of a platform size (e.g. x-header), then resize")
+    g.add_argument("--refiner", metavar="MODEL", help="redraw each image with this model (e.g. an SDXL refiner) "
+                   "as image to image")
+    g.add_argument("--refiner-strength", type=float, help="the refiner's share of the schedule (default 0.25)")
     g.add_argument("--lora", type=_lora, action="append", metavar="NAME[:WEIGHT]",
                    help="apply loras/NAME.safetensors (repeatable), as <lora:NAME:WEIGHT> in the prompt would")
     g.add_argument("--json", action="store_true")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from designerbox.jobs.generate import GeneratedImage, RequestError, run_generation
+from designerbox.jobs.generate import GeneratedImage, RequestError, refine, run_generation
 from designerbox.jobs.schema import GenerationRequest
 from designerbox.registry.cache import ModelCache
 from designerbox.registry.discovery import Registry
@@ -80,6 +80,9 @@ class Studio:
             images = run_generation(request, manifest, model, progress=progress,
                                     upscaler=self.upscaler(request.upscaler), lora_home=self.settings.home,
                                     drawer=drawer)
+            if request.refiner:  # a second pass, image to image, with the refiner (e.g. SDXL's)
+                refiner_manifest, refiner = self.model(request.refiner)
+                images = refine(images, refiner_manifest, refiner, progress=progress)
         except torch.cuda.OutOfMemoryError:
             size = f"{request.width}x{request.height}" if request.width else request.size_preset or "the default size"
             raise out_of_memory(manifest.id, self.device, f"drawing {request.batch_size} image(s) at {size}") from None

@@ -73,6 +73,10 @@ class GenerationRequest(BaseModel):
                                    "1.0 with a mask)")
     outpaint_to: str | None = Field(None, description="outpainting to a platform size: the init_image is extended "
                                     "to the aspect of this size preset (the new border drawn), then resized to it")
+    refiner: str | None = Field(None, description="a second model (e.g. an SDXL refiner) that redraws each image "
+                                "as image to image, after the model")
+    refiner_strength: float | None = Field(None, gt=0.0, le=1.0, allow_inf_nan=False,
+                                           description="the refiner's share of the schedule (default 0.25)")
     loras: list[LoraRef] = Field([], max_length=MAX_LORAS,
                                  description="LoRAs to apply, as <lora:NAME:WEIGHT> tags in the prompt would "
                                  "(Stable Diffusion models); applied after the prompt's own tags")
@@ -114,6 +118,8 @@ class GenerationRequest(BaseModel):
         if self.init_image is None and (self.mask_image is not None or self.strength is not None or self.extend
                                         or self.outpaint_to):
             raise ValueError("mask_image, extend, outpaint_to and strength need an init_image to work on")
+        if self.refiner_strength is not None and self.refiner is None:
+            raise ValueError("refiner_strength needs a refiner (a model id)")
         if self.outpaint_to is not None:
             clash = [k for k in ("extend", "mask_image", "size_preset", "width") if getattr(self, k) is not None]
             if clash:
@@ -153,4 +159,6 @@ class ResolvedRequest(BaseModel):
     extend: tuple[int, int, int, int] | None = None
     strength: float | None = None
     outpaint_to: str | None = None
+    refiner: str | None = None
+    refiner_strength: float | None = None
     loras: list[LoraRef] = []

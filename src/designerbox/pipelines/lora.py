@@ -119,7 +119,8 @@ def _targets(model) -> dict[str, nn.Module]:
     """kohya prefix of every Linear and Conv2d of the model's networks -> the module."""
     nets = [("lora_unet", model.unet)]
     if hasattr(model, "text_encoder_2"):
-        nets += [("lora_te1", model.text_encoder), ("lora_te2", model.text_encoder_2)]
+        nets += [(n, te) for n, te in (("lora_te1", model.text_encoder), ("lora_te2", model.text_encoder_2))
+                 if te is not None]  # the SDXL refiner has no text_encoder
     else:
         nets += [("lora_te", model.text_encoder)]
     out = {}

@@ -89,15 +89,17 @@ def read_embedding(path: Path, widths: dict[str, int]) -> dict[str, torch.Tensor
         state = load_file(str(path))
     except (SafetensorError, OSError) as err:
         raise EmbeddingError(f"embedding {name!r} ({path}): not a readable .safetensors file ({err})") from None
-    two = len(widths) == 2
+    refiner = list(widths) == ["text_encoder_2"]  # the SDXL refiner: OpenCLIP bigG alone, an SDXL file's clip_g
+    two = len(widths) == 2 or refiner
     if "clip_l" in state or "clip_g" in state:  # SDXL's format
         if not two:
             raise EmbeddingError(f"embedding {name!r} is made for SDXL (it holds clip_l/clip_g vectors); this "
                                  "model has one text encoder (SD 1.x/2.x): use an embedding made for it")
-        missing = [k for k in ("clip_l", "clip_g") if k not in state]
+        missing = [k for k in (("clip_g",) if refiner else ("clip_l", "clip_g")) if k not in state]
         if missing:
             raise EmbeddingError(f"embedding {name!r}: an SDXL embedding needs clip_l and clip_g, it lacks {missing}")
-        vectors = {"text_encoder": state["clip_l"], "text_encoder_2": state["clip_g"]}
+        vectors = ({"text_encoder_2": state["clip_g"]} if refiner else
+                   {"text_encoder": state["clip_l"], "text_encoder_2": state["clip_g"]})
     else:
         if "emb_params" in state:
             one = state["emb_params"]                      # A1111
@@ -156,7 +158,8 @@ def _embeddings_of(encoder: nn.Module) -> nn.Module:
 
 
 def text_encoders(model) -> list[str]:
-    return ["text_encoder", "text_encoder_2"] if hasattr(model, "text_encoder_2") else ["text_encoder"]
+    names = ["text_encoder", "text_encoder_2"] if hasattr(model, "text_encoder_2") else ["text_encoder"]
+    return [n for n in names if getattr(model, n) is not None]  # the SDXL refiner has no text_encoder
 
 
 @dataclass
@@ -185,7 +188,8 @@ def set_embeddings(model, embeddings: list[tuple[str, Path]]) -> list[dict]:
     # 2. every embedding's vectors, checked against the encoders' widths
     bases = {name: _embeddings_of(getattr(model, name)).token_embedding for name in encoders}
     widths = {name: base.embedding_dim for name, base in bases.items()}
-    first = max([b.num_embeddings for b in bases.values()] + [len(model.tokenizer)])  # past every vocabulary
+    vocabulary = len(model.tokenizer or model.tokenizer_2)
+    first = max([b.num_embeddings for b in bases.values()] + [vocabulary])  # past every vocabulary
     rows = {name: [] for name in encoders}
     tokens, summary = {}, []
     for name, path in embeddings:

@@ -149,7 +149,8 @@ def load_model(manifest: ModelManifest, device: str | torch.device = "cpu"):
         return load_cyclegan_filter(manifest, device)
     if manifest.kind == "evaluator" and manifest.family == "dbx-eval":
         return load_evaluator(manifest, device)
-    if manifest.kind == "diffusion" and manifest.family in ("sd15", "sd2", "sdxl", "sd3", "flux-dev", "flux-schnell"):
+    if manifest.kind == "diffusion" and manifest.family in ("sd15", "sd2", "sdxl", "sdxl-refiner", "sd3", "flux-dev",
+                                                                  "flux-schnell"):
         from designerbox.registry.user_checkpoints import load_stable_diffusion
 
         return load_stable_diffusion(manifest, device)

@@ -16,10 +16,11 @@ layout with diffusers' own conversion functions (diffusers.loaders.single_file_u
 into networks built from config/; a diffusers folder's networks are built from its own configs and
 read from its safetensors files. Pickle checkpoints are refused before anything is read (registry.files).
 
-Supported here: SD 1.x (family sd15), SD 2.x (sd2) and SDXL base (sdxl), by one loader driven by
-the tables below: SD 2.x swaps CLIP ViT-L/14 for OpenCLIP ViT-H/14 (converted from its OpenCLIP names,
-its tokenizer pads with "!"), SDXL adds a second text encoder and tokenizer. Other families are
-detected and named, then refused.
+Supported here: SD 1.x (family sd15), SD 2.x (sd2), SDXL base (sdxl) and refiner (sdxl-refiner), by
+one loader driven by the tables below: SD 2.x swaps CLIP ViT-L/14 for OpenCLIP ViT-H/14 (converted
+from its OpenCLIP names, its tokenizer pads with "!"), SDXL adds a second text encoder and tokenizer,
+the refiner keeps only that second one (conditioner.embedders.0 in its single file). SD3 and FLUX
+diffusers folders go to registry/flow_models.py.
 
 Parameterisation (eps or v): a diffusers folder's scheduler config says it. A single file does not
 (SD 2.x-base, eps, and SD 2.x-768, v, have the same tensors), so it comes from `--prediction`, else
@@ -43,23 +44,28 @@ from designerbox.registry.families import FAMILIES, detect
 from designerbox.registry.files import ModelFileError, file_sha256, refuse_pickle, verify_files
 from designerbox.registry.manifest import ModelManifest
 
-LOADABLE = ("sd15", "sd2", "sdxl")
+LOADABLE = ("sd15", "sd2", "sdxl", "sdxl-refiner")
 LICENCE = "unknown (user-supplied)"
 CONFIG_DIR = "config"
 # the networks and tokenizers of each family, by their diffusers folder names
 FAMILY_NETS = {"sd15": ("unet", "vae", "text_encoder"), "sd2": ("unet", "vae", "text_encoder"),
-               "sdxl": ("unet", "vae", "text_encoder", "text_encoder_2")}
-FAMILY_TOKENIZERS = {"sd15": ("tokenizer",), "sd2": ("tokenizer",), "sdxl": ("tokenizer", "tokenizer_2")}
+               "sdxl": ("unet", "vae", "text_encoder", "text_encoder_2"),
+               "sdxl-refiner": ("unet", "vae", "text_encoder_2")}
+FAMILY_TOKENIZERS = {"sd15": ("tokenizer",), "sd2": ("tokenizer",), "sdxl": ("tokenizer", "tokenizer_2"),
+                     "sdxl-refiner": ("tokenizer_2",)}
 # the padding token of each tokenizer: OpenCLIP's (SD 2.x, SDXL's tokenizer_2) is "!" (id 0), as published
 PAD_TOKENS = {"sd15": {"tokenizer": "<|endoftext|>"}, "sd2": {"tokenizer": "!"},
-              "sdxl": {"tokenizer": "<|endoftext|>", "tokenizer_2": "!"}}
+              "sdxl": {"tokenizer": "<|endoftext|>", "tokenizer_2": "!"}, "sdxl-refiner": {"tokenizer_2": "!"}}
 # where a single file keeps each family's text encoders (the original LDM / SGM names)
 OPEN_CLIP_PREFIXES = {("sd2", "text_encoder"): "cond_stage_model.model.",
-                      ("sdxl", "text_encoder_2"): "conditioner.embedders.1.model."}
-TEXT_ENCODERS = {"sd15": "clip-vit-l-14", "sd2": "openclip-vit-h-14", "sdxl": "clip-vit-l-14+openclip-vit-bigg-14"}
+                      ("sdxl", "text_encoder_2"): "conditioner.embedders.1.model.",
+                      ("sdxl-refiner", "text_encoder_2"): "conditioner.embedders.0.model."}
+TEXT_ENCODERS = {"sd15": "clip-vit-l-14", "sd2": "openclip-vit-h-14", "sdxl": "clip-vit-l-14+openclip-vit-bigg-14",
+                 "sdxl-refiner": "openclip-vit-bigg-14"}
 DEFAULTS = {"sd15": {"sampler": "dpmpp_2m", "schedule": "karras", "steps": 25, "cfg_scale": 7.0},
             "sd2": {"sampler": "dpmpp_2m", "schedule": "karras", "steps": 25, "cfg_scale": 7.0},
-            "sdxl": {"sampler": "dpmpp_2m", "schedule": "karras", "steps": 30, "cfg_scale": 7.0}}
+            "sdxl": {"sampler": "dpmpp_2m", "schedule": "karras", "steps": 30, "cfg_scale": 7.0},
+            "sdxl-refiner": {"sampler": "dpmpp_2m", "schedule": "karras", "steps": 30, "cfg_scale": 7.0}}
 PREDICTIONS = {"eps": "epsilon", "v": "v_prediction"}  # ours -> diffusers' scheduler prediction_type
 
 
@@ -360,13 +366,20 @@ def load_stable_diffusion(manifest: ModelManifest, device: str | torch.device = 
     on_gpu = torch.device(device).type == "cuda"
     dtype = dtype or (torch.float16 if on_gpu else torch.float32)
     for name, net in nets.items():
-        upcast = name == "vae" and found.id == "sdxl" and net.config.get("force_upcast", False)
+        upcast = name == "vae" and found.id.startswith("sdxl") and net.config.get("force_upcast", False)
         where = "cpu" if offload == "model" else device  # offloaded networks wait in CPU memory
         nets[name] = net.to(where, torch.float32 if upcast else dtype).eval().requires_grad_(False)
     common = dict(alphas_cumprod=ab, prediction=prediction, device=torch.device(device), dtype=dtype,
                   vae_tiling=vae_tiling)
     if found.id == "sdxl":
         model = LatentDiffusionXL(**nets, **tokenizers, **common)
+    elif found.id == "sdxl-refiner":  # no CLIP ViT-L; the aesthetic score in place of the target size
+        index = config / "model_index.json"
+        if index.is_file() and not json.loads(index.read_text()).get("requires_aesthetics_score", True):
+            raise ModelFileError(f"model {manifest.id}: an SDXL image-to-image folder without the refiner's aesthetic "
+                                 "score conditioning (requires_aesthetics_score false) is not supported")
+        model = LatentDiffusionXL(**nets, text_encoder=None, tokenizer=None, **tokenizers, **common,
+                                  aesthetic_score=6.0)
     else:
         model = LatentDiffusion(**nets, **tokenizers, **common)
     if on_gpu:
