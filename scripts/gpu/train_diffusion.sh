@@ -34,7 +34,7 @@ DATA=${DATA:-shard/full-v1-32}     # the shard built by `designerbox data shard`
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
-rm -rf /tmp/model
+rm -rf /tmp/model /tmp/run  # a fresh run from the weights in the tree
 if [ "${GROW:-0}" = 1 ]; then
   python3 -c "from designerbox.training.grow import grow; grow('src/designerbox/weights/$MODEL', '/tmp/model')"
 else
