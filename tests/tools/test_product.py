@@ -151,3 +151,27 @@ def test_a_scene_photo_as_background(tmp_path):
         ProductOptions(scene=str(path))
     with pytest.raises(ValueError, match="scene_prompt needs the studio"):
         run(Image.fromarray(rgb), ProductOptions(background="scene", scene_prompt="a marble table"))
+
+
+def test_a_drawn_scene_through_the_studio(studio):
+    """scene_prompt: the job gives the tool the studio's generation path (here the tiny test model)."""
+    from designerbox.jobs.tool import run_tool
+
+    rgb, _ = composite(False)
+    small = Image.fromarray(cv2.resize(rgb, (400, 300), interpolation=cv2.INTER_AREA))
+    (o,) = run_tool("product", [("bottle.png", _png(small))],
+                    {"width": 640, "height": 480, "background": "scene", "scene_prompt": "a marble kitchen counter",
+                     "model": "tiny-test", "seed": 5, "fill": 0.6}, studio=studio, save=False)
+    scene = o.record["details"]["scene"]
+    assert scene["prompt"] == "a marble kitchen counter" and scene["model"] == "tiny-test" and scene["seed"] == 5
+    assert o.image.size == (640, 480) and scene["size"][0] > scene["size"][1]  # drawn at the frame's aspect
+    x0, y0, x1, y1 = o.record["details"]["product_box"]
+    assert y1 == round(0.86 * 480)
+
+
+def _png(image: Image.Image) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()

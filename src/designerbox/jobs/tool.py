@@ -79,7 +79,8 @@ def run_tool(name: str, inputs: list[Input] | None = None, options: dict | None 
     t_load = time.perf_counter() - t0
     # 3. run, once per input
     outputs = []
-    ctx = StudioContext(studio or _studio()) if tool.uses_models else None
+    needs_models = tool.uses_models(opts) if callable(tool.uses_models) else tool.uses_models
+    ctx = StudioContext(studio or _studio()) if needs_models else None
     for item in loaded:
         t1 = time.perf_counter()
         results = tool.run(item.image, opts, ctx) if ctx is not None else tool.run(item.image, opts)

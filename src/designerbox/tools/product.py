@@ -326,5 +326,6 @@ def _scene(opts: ProductOptions, ctx: ToolContext | None) -> tuple[Image.Image, 
 
 
 TOOL = Tool(name="product", version="1.0", options=ProductOptions, run=run,
+            uses_models=lambda opts: bool(opts.scene_prompt),  # the studio only to draw a scene
             summary="product photo -> cut-out on marketplace white, a studio gradient, a scene (photo or drawn) or "
                     "transparency, with a contact shadow and an optional reflection, at marketplace sizes")

@@ -7,7 +7,8 @@ A tool is a module in `designerbox.tools` that defines `TOOL = Tool(...)`:
     presets         `presets/tool_<name>.json`: {"presets": [{"id", "name", "options": {...}}]}
     prompt_field    the option that holds a prompt, when the tool can start from a generated image
     uses_models     run(image, options, ctx) instead: ctx (a ToolContext, built by the job from the
-                    Studio) gives installed models and the generation path (enhance, style)
+                    Studio) gives installed models and the generation path (enhance, style); or a
+                    function of the options saying when it does (product: only to draw a scene_prompt)
 
 Importing this module imports no tool; `get_tool` imports the one asked for.
 """
@@ -76,7 +77,7 @@ class Tool:
     options: type[BaseModel]
     run: Callable[..., list[ToolImage]]           # run(image, options), or run(image, options, ctx)
     prompt_field: str | None = None
-    uses_models: bool = False
+    uses_models: bool | Callable[[BaseModel], bool] = False  # or a test of the options (product: a scene_prompt)
 
     @property
     def preset_file(self) -> str:
