@@ -3,7 +3,8 @@
     OMP_NUM_THREADS=1 .venv/bin/python bench/cpu_tools.py [--repeats 3] [--json]
 
 Input: a 4000x3000 JPEG (quality 92) of a synthetic product shot: a shaded red object on a
-textured cloth (so GrabCut and the saliency map have real work), made once in a temporary folder.
+textured cloth (so GrabCut and the saliency map have real work), made once in a temporary folder;
+for headshot and avatar, a 4000x3000 portrait (skimage's astronaut enlarged, reflected at the sides).
 
 For each tool, CPU seconds (time.process_time: all threads of this process) of
   tool    jobs.tool.run_tool(...) + export to a folder (load, analysis, composition, PNGs with
@@ -50,6 +51,17 @@ def make_input(folder: Path) -> Path:
     return path
 
 
+def make_portrait(folder: Path) -> Path:
+    """A 4000x3000 portrait: skimage's astronaut enlarged to 3000x3000 (Lanczos), reflected at the sides."""
+    from skimage import data
+
+    face = np.asarray(Image.fromarray(data.astronaut()).resize((3000, 3000), Image.LANCZOS))
+    im = np.concatenate([face[:, 500:0:-1], face, face[:, -2:-502:-1]], axis=1)
+    path = folder / "portrait-12mp.jpg"
+    Image.fromarray(np.ascontiguousarray(im)).save(path, quality=92)
+    return path
+
+
 def plain(path: Path, sizes: list[tuple[int, int]], out: Path) -> None:
     """Decode, resize to each size, encode PNG, write: what any tool must do at the least."""
     with Image.open(path) as im:
@@ -81,14 +93,17 @@ def main(argv=None) -> int:
         "marketing (square post)": ("marketing", "square-post", [(1080, 1080)]),
         "enhance (clean-up, same size)": ("enhance", "clean-up", [(4000, 3000)]),
         "style (starry)": ("style", "starry", [(4000, 3000)]),
+        "headshot (4 looks, 1024)": ("headshot", "looks", [(1024, 1024)] * 4),
+        "avatar (selfie, 512)": ("avatar", "selfie-512", [(512, 512)]),
     }
     options = {"marketing": {"headline": "Summer sale on everything red", "subline": "This week only, in every store",
                              "cta": "Shop now"}}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        src = make_input(tmp)
+        product, portrait = make_input(tmp), make_portrait(tmp)
         for label, (tool, preset, sizes) in cases.items():
+            src = portrait if tool in ("headshot", "avatar") else product
             out = tmp / tool
             out.mkdir()
             run = lambda: export(run_tool(tool, [src], options.get(tool), preset=preset, save=False), out)  # noqa: E731
