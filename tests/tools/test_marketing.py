@@ -4,6 +4,7 @@ headline that cannot fit refused naming the limit; brand kits per user, and the 
 
 from __future__ import annotations
 
+import base64
 import re
 
 import numpy as np
@@ -179,7 +180,8 @@ def test_the_logo_keeps_clear_of_the_text(tmp_path, astronaut):
     white = Image.new("RGBA", (200, 100), (0, 0, 0, 0))
     ImageDraw.Draw(white).rectangle((10, 10, 190, 90), fill="#FFFFFF")
     white.save(tmp_path / "white.png")
-    kit = BrandKit(name="acme", logo=str(tmp_path / "white.png"))
+    url = "data:image/png;base64," + base64.b64encode((tmp_path / "white.png").read_bytes()).decode()
+    kit = BrandKit(name="acme", logo=url)  # as a data URL, the way the REST API sends it
     out = run(astronaut, TOOL.resolve(dict(TEXT, brand=kit.model_dump()), "flyer"))[0]
     logo = out.details["logo"]
     assert logo["ratio"] == pytest.approx(1.0) and logo["plate"] == "#17213A" and logo["plate_ratio"] >= 3

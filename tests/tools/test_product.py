@@ -143,6 +143,15 @@ def test_a_scene_photo_as_background(tmp_path):
     assert np.abs(a[20, 20] - wall).max() < 8 and np.abs(a[-10, 20] - table).max() < 8  # covered, centred
     x0, y0, x1, y1 = out.details["product_box"]
     assert y1 == round(0.85 * 600) and 0 < y0 and abs((x0 + x1) / 2 - 450) <= 1  # stands on the floor line
+    # the same scene as a data URL (how the REST API sends it): the same picture
+    import base64
+
+    url = "data:image/jpeg;base64," + base64.b64encode(path.read_bytes()).decode()
+    again = run(Image.fromarray(rgb), ProductOptions(width=900, height=600, background="scene", scene=url,
+                                                     floor=0.85, reflection=0.2, fill=0.7))[0]
+    assert np.array_equal(np.asarray(again.image), a) and again.details["scene"]["file"] == "scene"
+    with pytest.raises(ValueError, match="scene is a data URL whose base64 payload does not decode"):
+        run(Image.fromarray(rgb), ProductOptions(background="scene", scene="data:image/png;base64,@@@"))
     from pydantic import ValidationError
 
     with pytest.raises(ValidationError, match="needs one of scene"):

@@ -123,6 +123,22 @@ def load_image(src: str | Path | bytes, *, name: str | None = None, max_pixels: 
     return LoadedImage(image=image, source=source, notes=notes)
 
 
+def load_option_image(src: str, *, name: str, max_pixels: int = MAX_PIXELS) -> LoadedImage:
+    """An image an option names: a file path (CLI, Python) or a data URL (data:image/png;base64,...: the
+    REST API, which refuses paths); `name` (the option) labels it in messages and the record."""
+    if src.startswith("data:"):
+        import base64
+        import binascii
+
+        header, _, payload = src.partition(",")
+        try:
+            data = base64.b64decode(payload, validate=True) if header.endswith(";base64") else payload.encode()
+        except (binascii.Error, ValueError):
+            raise ImageInputError(f"{name} is a data URL whose base64 payload does not decode") from None
+        return load_image(data, name=name, max_pixels=max_pixels)
+    return load_image(src, name=None, max_pixels=max_pixels)
+
+
 def _read(src: str | Path | bytes, name: str | None) -> tuple[bytes, str]:
     if isinstance(src, (bytes, bytearray, memoryview)):
         data, label = bytes(src), name or "the uploaded image"

@@ -75,7 +75,8 @@ class BrandKit(BaseModel):
     name: str = Field("DesignerBox", min_length=1, max_length=64)
     colours: BrandColours = BrandColours()
     fonts: BrandFonts = BrandFonts()
-    logo: str | None = Field(None, description="a logo image file (PNG with transparency is best)")
+    logo: str | None = Field(None, description="a logo image: a file path, or a data URL over the API "
+                             "(PNG with transparency is best)")
 
 
 class MarketingOptions(BaseModel):
@@ -169,9 +170,9 @@ def _logo(opts: MarketingOptions, safe: tuple[int, int, int, int], canvas: Image
     that sets it off best, and moves inward so the plate stays in the safe zone."""
     if not opts.brand.logo or opts.logo_corner == "none":
         return None
-    from designerbox.tools.image_input import load_image
+    from designerbox.tools.image_input import load_option_image
 
-    logo = load_image(opts.brand.logo, max_pixels=4_000_000).image.convert("RGBA")
+    logo = load_option_image(opts.brand.logo, name="brand.logo", max_pixels=4_000_000).image.convert("RGBA")
     bbox = logo.getchannel("A").point(lambda a: 255 if a > 8 else 0).getbbox()
     if bbox is None:
         raise ValueError(f"the logo {opts.brand.logo} is fully transparent")

@@ -72,7 +72,8 @@ class ProductOptions(BaseModel):
     reflection: float = Field(0.0, ge=0.0, le=0.8, description="opacity of the reflection under the product (0: none)")
     reflection_length: float = Field(0.3, ge=0.05, le=1.0, description="reflection's fade length, share of the "
                                      "product's height")
-    scene: str | None = Field(None, description="background=scene: a wallpaper or photo file")
+    scene: str | None = Field(None, description="background=scene: a wallpaper or photo (a file path, or a data "
+                              "URL over the API)")
     scene_prompt: str | None = Field(None, max_length=4000, description="background=scene: draw the scene from this "
                                      "prompt (the default model, or `model`)")
     scene_blur: float = Field(0.004, ge=0.0, le=0.05, description="blur of the scene, share of the frame's width")
@@ -310,9 +311,9 @@ def run(image: Image.Image, opts: ProductOptions, ctx: ToolContext | None = None
 def _scene(opts: ProductOptions, ctx: ToolContext | None) -> tuple[Image.Image, dict]:
     """The scene: a file through the safe loader, or drawn by the studio (the job's generation path)."""
     if opts.scene is not None:
-        from designerbox.tools.image_input import load_image
+        from designerbox.tools.image_input import load_option_image
 
-        loaded = load_image(opts.scene)
+        loaded = load_option_image(opts.scene, name="scene")
         return loaded.image.convert("RGB"), loaded.source
     if ctx is None:
         raise ValueError("scene_prompt needs the studio to draw it: run the product tool through run_tool "
