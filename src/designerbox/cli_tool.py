@@ -118,5 +118,9 @@ def _list(as_json: bool) -> int:
 
 
 def _plain(v):
+    from pydantic import BaseModel
+
+    if isinstance(v, BaseModel):  # a nested default (the marketing tool's brand kit)
+        return v.model_dump(mode="json")
     return list(v) if isinstance(v, tuple) else v
 
