@@ -122,6 +122,17 @@ def test_margins_of_a_flat_surface_stay_clean(astronaut):
     assert (a[margin] == surface).all()
 
 
+def test_a_transparent_hero_stands_on_the_surface_colour():
+    cut = Image.new("RGBA", (400, 300), (0, 0, 0, 0))
+    ImageDraw.Draw(cut).rounded_rectangle((150, 80, 250, 220), 12, fill=(200, 40, 30, 255))
+    opts = TOOL.resolve(TEXT, "banner")
+    out = run(cut, opts)[0]
+    a = np.asarray(out.image)
+    assert tuple(a[10, opts.width - 10]) == contrast.hex_rgb(opts.brand.colours.primary)  # not black
+    x0, y0, x1, y1 = out.details["hero"]["subject_box"]
+    assert 125 <= x0 and x1 <= 275 and 55 <= y0 and y1 <= 245  # the box (150..250, 80..220) is the subject
+
+
 def test_a_headline_too_long_is_shrunk_then_refused(astronaut):
     longer = run(astronaut, TOOL.resolve(dict(TEXT, headline="Reach for the stars with our summer space camp"),
                                          "square-post"))[0]

@@ -281,6 +281,10 @@ def run(image: Image.Image, opts: MarketingOptions) -> list[ToolImage]:
     colour = lambda k: getattr(kit.colours, k)  # noqa: E731
     # 1. canvas and hero
     canvas = Image.new("RGB", (W, H), colour(opts.surface))
+    if image.mode == "RGBA":  # a cut-out hero (the product tool's transparent PNG) stands on the surface colour
+        base = Image.new("RGBA", image.size, colour(opts.surface))
+        base.alpha_composite(image)
+        image = base.convert("RGB")
     hx0, hy0, hx1, hy1 = _px(opts.hero_box, W, H)
     hero, hero_info = place_hero(image, (hx1 - hx0, hy1 - hy0), opts.focus)
     canvas.paste(hero, (hx0, hy0))
