@@ -528,8 +528,8 @@ def test_an_sdxl_file_claimed_as_sd15_is_refused(sd_home, tmp_path):
         add_checkpoint(xl, sd_home, sd_home / "cache", family="sd15")
     refiner = _header_only(tmp_path / "refiner.safetensors", [
         "model.diffusion_model.input_blocks.0.0.weight", "conditioner.embedders.0.model.ln_final.weight"])
-    with pytest.raises(ModelFileError, match=r"is Stable Diffusion XL refiner \(sdxl-refiner\).*loads only sd15, sd2, sdxl"):
-        add_checkpoint(refiner, sd_home, sd_home / "cache")
+    with pytest.raises(ModelFileError, match=r"given as Stable Diffusion XL base \(sdxl\).*Stable Diffusion XL refiner"):
+        add_checkpoint(refiner, sd_home, sd_home / "cache", family="sdxl")
 
 
 def test_the_packaged_sd15_config_is_the_published_architecture():

@@ -19,8 +19,8 @@ the user's files: a tokenizer folder holding tokenizer.json (the published folde
 spiece.model; reading spiece.model alone would need the sentencepiece package, not installed).
 
 Single .safetensors files of these families (BFL's flux1-dev.safetensors holds the transformer only;
-sd3_medium_incl_clips*.safetensors all networks in the SD3 layout) are detected and refused with a
-message naming the diffusers folder to use instead.
+sd3_medium_incl_clips*.safetensors all networks in the SD3 layout) are registered and converted by
+registry/flow_single_file.py, what they lack taken from a diffusers folder given with --config.
 
 dtype: bfloat16 on a GPU (FLUX and T5 overflow in float16), float32 on the CPU.
 """
@@ -77,9 +77,15 @@ def check_folder(folder: Path, family: str) -> int:
         if (folder / n).is_dir() and not list((folder / n).glob("*.safetensors")):
             raise ModelFileError(f"{folder / n} holds no .safetensors weights (DesignerBox never loads pickles: "
                                  "convert .bin files to safetensors)")
+    return config_multiple(folder, family)
+
+
+def config_multiple(folder: Path, family: str) -> int:
+    """The size multiple of a model's images from its vae/ and transformer/ configs: the VAE's
+    downsampling times the transformer's patch (FLUX packs 2x2 latents into a token)."""
     vae = json.loads((folder / "vae" / "config.json").read_text())
     tr = json.loads((folder / "transformer" / "config.json").read_text())
-    patch = tr.get("patch_size", 1) if family == "sd3" else 2  # FLUX packs 2x2 latents into a token
+    patch = tr.get("patch_size", 1) if family == "sd3" else 2
     return 2 ** (len(vae["block_out_channels"]) - 1) * patch
 
 
@@ -149,40 +155,55 @@ def load_flow_model(manifest: ModelManifest, device: str | torch.device = "cpu",
     """A StableDiffusion3 or Flux from a registered diffusers folder, hash-checked first, offline.
 
     dtype: default bfloat16 on a GPU, float32 on the CPU. offload and vae_tiling as load_stable_diffusion."""
-    from transformers import CLIPTokenizer
-
-    from designerbox.pipelines.flux import Flux
-    from designerbox.pipelines.offload import enable_model_offload, offload_mode
+    from designerbox.pipelines.offload import offload_mode
     from designerbox.pipelines.stable_diffusion import vae_tiling_mode
-    from designerbox.pipelines.stable_diffusion_3 import StableDiffusion3
     from designerbox.registry.families import detect
+    from designerbox.registry.flow_single_file import COMPONENTS_FILE
     from designerbox.registry.user_checkpoints import CONFIG_DIR, _source
 
     family = manifest.family
     vae_tiling = vae_tiling_mode(vae_tiling or os.environ.get("DESIGNERBOX_VAE_TILING"))
     offload = offload_mode(offload or os.environ.get("DESIGNERBOX_OFFLOAD") or manifest.offload)
     verify_files(manifest.folder, manifest.files)
-    source, single = _source(manifest)
-    if single:
-        raise ModelFileError(f"model {manifest.id}: single-file {family} checkpoints cannot be loaded yet; "
-                             "register the diffusers folder of the model instead")
+    config = manifest.folder / CONFIG_DIR
+    if (config / COMPONENTS_FILE).is_file():  # a single file (registry/flow_single_file.py)
+        return _assemble(manifest, family, config, config, device, dtype, vae_tiling, offload, single=True)
+    source, _ = _source(manifest)
     found = detect(source)
     if found.id != family:
         raise ModelFileError(f"model {manifest.id}: its manifest says {family}, its files {found.id}")
+    return _assemble(manifest, family, source, config, device, dtype, vae_tiling, offload, single=False)
+
+
+def _assemble(manifest: ModelManifest, family: str, source: Path, config: Path, device, dtype, vae_tiling: str,
+              offload: str, single: bool):
+    """The model from its networks (a diffusers folder `source`, or a single file registered in `config`),
+    tokenizers and scheduler config."""
+    from transformers import CLIPTokenizer
+
+    from designerbox.pipelines.flux import Flux
+    from designerbox.pipelines.offload import enable_model_offload
+    from designerbox.pipelines.stable_diffusion_3 import StableDiffusion3
+    from designerbox.registry.flow_single_file import load_networks
+    from designerbox.registry.user_checkpoints import CONFIG_DIR
+
     on_gpu = torch.device(device).type == "cuda"
     dtype = dtype or (torch.bfloat16 if on_gpu else torch.float32)
     where = "cpu" if offload == "model" else device
-    # 1. the networks, each from its own folder (absent optional T5: None)
-    nets = {}
-    for name in NETS[family]:
-        if not (source / name).is_dir():
-            nets[name] = None
-            continue
-        try:
-            net = _network(source, name, family, dtype)
-        except (OSError, ValueError) as err:  # missing or mis-shaped tensors, an unreadable file
-            raise ModelFileError(f"model {manifest.id} ({name}): {err}") from None
-        nets[name] = net.to(where).eval().requires_grad_(False)
+    # 1. the networks, each from its own folder or converted from the single file (absent optional T5: None)
+    if single:
+        nets = load_networks(config, family, dtype, where)
+    else:
+        nets = {}
+        for name in NETS[family]:
+            if not (source / name).is_dir():
+                nets[name] = None
+                continue
+            try:
+                nets[name] = _network(source, name, family, dtype).to(where)
+            except (OSError, ValueError) as err:  # missing or mis-shaped tensors, an unreadable file
+                raise ModelFileError(f"model {manifest.id} ({name}): {err}") from None
+    nets = {n: net.eval().requires_grad_(False) if net is not None else None for n, net in nets.items()}
     # 2. the tokenizers: CLIP's from the folder or built at registration, T5's from the folder
     toks = {}
     for name in CLIP_TOKENIZERS[family]:

@@ -149,11 +149,7 @@ def add_checkpoint(path: Path, home: Path, cache: Path, model_id: str | None = N
         raise ModelFileError(f"{path.name} is {found.name} ({found.id}); DesignerBox loads only "
                              f"{', '.join(LOADABLE + flow_models.FLOW_FAMILIES)} checkpoints so far")
     flow = found.id in flow_models.FLOW_FAMILIES
-    if flow and path.is_file():
-        raise ModelFileError(f"{path.name} is a single-file {found.name} checkpoint ({found.id}); DesignerBox loads "
-                             f"{found.name} from its diffusers folder only so far (model_index.json, transformer/, "
-                             "vae/, text encoders and tokenizers, scheduler/): add that folder instead")
-    flow_multiple = flow_models.check_folder(path, found.id) if flow else None
+    flow_multiple = flow_models.check_folder(path, found.id) if flow and path.is_dir() else None
     found = resolve_prediction(path, found, prediction)
     model_id = model_id or model_id_for(path)
     dest = Path(home) / "models" / model_id
@@ -164,7 +160,15 @@ def add_checkpoint(path: Path, home: Path, cache: Path, model_id: str | None = N
     tmp.mkdir(parents=True)
     try:
         # 1. the files the model is made of, weights first, hashed
-        if path.is_file():
+        if path.is_file() and flow:  # SD3 / FLUX: what the file lacks comes from the --config diffusers folder
+            from designerbox.registry.flow_single_file import prepare
+
+            (tmp / CONFIG_DIR).mkdir()
+            used = prepare(path, found.id, tmp / CONFIG_DIR, Path(config).resolve() if config else None)
+            weights = [path] + [f for name in used["from_folder"] for f in sorted((Path(config) / name).glob("*"))
+                                if f.is_file() and f.suffix in (".safetensors", ".json")]
+            flow_multiple = flow_models.config_multiple(tmp / CONFIG_DIR, found.id)
+        elif path.is_file():
             weights = [path]
             shutil.copytree(Path(config) if config else packaged_config(found.id), tmp / CONFIG_DIR,
                             ignore=shutil.ignore_patterns("*.safetensors", "*.bin", "*.ckpt", "*.pt"))
@@ -186,7 +190,8 @@ def add_checkpoint(path: Path, home: Path, cache: Path, model_id: str | None = N
                 copy_tokenizer(Path(cache), tmp / CONFIG_DIR / name, pad_token=pad)
         local = sorted(p.relative_to(tmp).as_posix() for p in (tmp / CONFIG_DIR).rglob("*") if p.is_file())
         theirs = [p for p in sorted(path.rglob("*.json")) if path.is_dir()]
-        files = [{"path": str(p), "sha256": file_sha256(p), "bytes": p.stat().st_size} for p in weights + theirs]
+        files = [{"path": str(p.resolve()), "sha256": file_sha256(p), "bytes": p.stat().st_size}
+                 for p in weights + theirs]
         files += [{"path": n, "sha256": file_sha256(tmp / n), "bytes": (tmp / n).stat().st_size} for n in local]
         # 3. the manifest; sizes must divide into the VAE's and then the UNet's downsampling
         arch = tmp / CONFIG_DIR if path.is_file() else path
