@@ -173,3 +173,15 @@ def test_tool_jobs_are_their_owners(tmp_path, astronaut):
         assert bob.get("/api/v1/images").json()["images"] == []
         mine = {i["id"] for i in alice.get("/api/v1/images").json()["images"]}
         assert set(done["images"]) == mine
+
+
+def test_a_prompt_tool_job_draws_its_input_with_a_fixed_seed(client):
+    r = client.post("/api/v1/tools/social", json={"options": {"prompt": "a red apple", "sizes": ["instagram-post"]}})
+    assert r.status_code == 202, r.text
+    job = r.json()
+    seed = job["request"]["options"]["seed"]
+    assert isinstance(seed, int) and job["request"]["inputs"] == []   # fixed at submit: a re-run draws the same
+    done = wait_job(client, job["id"], timeout=300)
+    assert done["state"] == "succeeded", done["error"]
+    rec = client.get(f"/api/v1/images/{done['images'][0]}").json()["record"]
+    assert rec["input"]["prompt"] == "a red apple" and rec["input"]["seed"] == seed and rec["output_size"] == [1080, 1080]
