@@ -90,7 +90,7 @@ def cmd_tool(ns) -> int:
         return 0
     for o in outputs:
         notes = "; ".join(o.record["input"].get("notes", []))
-        cut = o.record["details"].get("cut")
+        cut = o.record["details"].get("cut") or o.record["details"].get("note")  # what was cut, or a fallback taken
         print(f"{o.name:<20} {'x'.join(map(str, o.record['output_size'])):<10} "
               f"{o.record['timings']['tool_s']:.2f} s" + (f"  ({cut})" if cut else "") + (f"  [{notes}]" if notes else ""),
               file=sys.stderr)

@@ -139,7 +139,7 @@ def test_clean_up_preset_through_run_tool_keeps_alpha(studio, tmp_path):
     (o,) = run_tool("enhance", [path], preset="clean-up", studio=studio)
     assert o.image.size == (192, 192) and o.image.mode == "RGBA"
     assert np.array_equal(np.asarray(o.image)[..., 3], np.asarray(rgba)[..., 3])
-    assert o.record["details"]["steps"] == ["denoise nlmeans 0.3", "white balance grey-world", "contrast 0.4",
+    assert o.record["details"]["steps"] == ["denoise nlmeans 0.3", "white balance percentile", "contrast 0.4",
                                             "sharpen 0.6"]
     assert o.record["tool"]["name"] == "enhance" and o.id is not None
 
