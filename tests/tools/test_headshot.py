@@ -151,3 +151,21 @@ def test_upscale_and_scene_use_the_studio_models(tmp_path, studio, home, astrona
     assert up["id"] == "tiny-x4" and up["factor"] == 4
     scene = outs[1].record["details"]["backdrop"]
     assert scene["model"] == "tiny-test" and scene["prompt"] == "a bright office" and scene["seed"] == 3
+
+
+def test_the_person_mask_does_not_depend_on_the_photo_size(astronaut):
+    """The same portrait at 512 and 2048 px gives the same mask (once the head's own GrabCut pass ran,
+    brown hair no longer flipped to the background at some sizes because of the brown rocket)."""
+    from designerbox.tools.portrait import person_mask
+
+    small_face, _ = find_face(astronaut)
+    small, _ = person_mask(astronaut, small_face)
+    big_photo = np.asarray(Image.fromarray(astronaut).resize((2048, 2048), Image.LANCZOS))
+    big_face, _ = find_face(big_photo)
+    big, _ = person_mask(big_photo, big_face)
+    big = cv2.resize(big, (512, 512), interpolation=cv2.INTER_AREA)
+    a, b = small > 0.5, big > 0.5
+    assert (a & b).sum() / (a | b).sum() > 0.97
+    x0, y0, x1, y1 = small_face.box
+    hair = (slice(y0 - 25, y0 + 5), slice(x0 + 5, x1 - 5))  # just above the face box: hair
+    assert small[hair].mean() > 0.9 and big[hair].mean() > 0.9

@@ -336,11 +336,12 @@ def run(image: Image.Image, opts: HeadshotOptions, context: ToolContext | None =
         up = dict(up) | {"factor": round(fg.shape[1] / crop.shape[1], 3)}
     elif opts.upscale > 1:
         up = {"skipped": f"the frame does not enlarge the photo (scale {framing['scale']:.2f})"}
-    if framing["scale"] < 0.5 and up is None:  # a shrinking frame: area-average first (warpAffine would alias)
+    if framing["scale"] < 0.5:  # a shrinking frame: area-average first (warpAffine would alias)
         k = int(1 / framing["scale"])
         fg = cv2.resize(fg, (max(1, fg.shape[1] // k), max(1, fg.shape[0] // k)), interpolation=cv2.INTER_AREA)
     Mf = scaled(M, fg.shape[1] / crop.shape[1], fg.shape[0] / crop.shape[0])
-    a_src = cv2.resize(a, (fg.shape[1], fg.shape[0]), interpolation=cv2.INTER_LINEAR) if fg.shape[:2] != a.shape else a
+    a_src = a if fg.shape[:2] == a.shape else cv2.resize(
+        a, (fg.shape[1], fg.shape[0]), interpolation=cv2.INTER_AREA if fg.shape[1] < a.shape[1] else cv2.INTER_LINEAR)
     person = cv2.warpAffine(fg.astype(np.float32), Mf, (W, H), flags=cv2.INTER_LANCZOS4, borderMode=cv2.BORDER_REPLICATE)
     matte = cv2.warpAffine(a_src.astype(np.float32), Mf, (W, H), flags=cv2.INTER_LINEAR,
                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)[..., None].clip(0, 1)

@@ -12,9 +12,10 @@ Shared by the headshot and avatar tools; OpenCV only (no network weights).
                   in opposite halves, at a plausible distance, nearly level (otherwise: None, and the
                   framing uses the eye line's usual place in the face box);
   person_mask     GrabCut (Rother et al., SIGGRAPH 2004) seeded by a head-and-shoulders prior drawn
-                  from the face box (face core and neck sure, head and shoulders probable, the far
+                  from the face box (face core, crown and neck sure, head and shoulders probable, the far
                   sides, the space above the head and everything half a face beyond the prior
-                  background), at a working size; the part holding the face, its holes filled, each
+                  background), at a working size, then once more on the head alone (its
+                  surroundings' colours only); the part holding the face, its holes filled, each
                   row below the chin filled between its outer edges within 1.3 face widths of the
                   middle (the body is one span there);
                   then refined at full size by a guided filter (He et al., ECCV 2010) so the edge
@@ -192,13 +193,15 @@ def person_mask(rgb: np.ndarray, face: Face, work_size: int = 512) -> tuple[np.n
     cv2.rectangle(neck, (round(fcx - 0.22 * fws), round(fy1 - 0.1 * fhs)), (round(fcx + 0.22 * fws), round(fy1 + 0.6 * fhs)), 1, -1)
     core = np.zeros((h, w), np.uint8)
     cv2.ellipse(core, (round(fcx), round((fy0 + fy1) / 2 + 0.05 * fhs)), (round(0.3 * fws), round(0.38 * fhs)), 0, 0, 360, 1, -1)
+    crown = np.zeros((h, w), np.uint8)  # just above the face box: hair, scalp or hat, the person's in any case
+    cv2.ellipse(crown, (round(fcx), round(fy0 + 0.05 * fhs)), (round(0.3 * fws), round(0.28 * fhs)), 0, 0, 360, 1, -1)
     mask[(head | shoulders).astype(bool)] = cv2.GC_PR_FGD
-    mask[(core | neck).astype(bool)] = cv2.GC_FGD
+    mask[(core | neck | crown).astype(bool)] = cv2.GC_FGD
     far = np.zeros((h, w), bool)  # sure background: above the hair, and the sides above the shoulders
     far[: max(0, round(fy0 - 0.75 * fhs))] = True
     yy, xx = np.mgrid[:h, :w]
     far |= (yy < top) & (np.abs(xx - fcx) > 1.25 * fws)
-    mask[far & ~(head | core | neck).astype(bool)] = cv2.GC_BGD
+    mask[far & ~(head | core | neck | crown).astype(bool)] = cv2.GC_BGD
     grow = max(3, round(0.5 * fws)) | 1  # outside the prior grown by half a face width: background for sure
     envelope = cv2.dilate(head | shoulders | neck, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow, grow))).astype(bool)
     mask[~envelope] = cv2.GC_BGD
@@ -206,6 +209,17 @@ def person_mask(rgb: np.ndarray, face: Face, work_size: int = 512) -> tuple[np.n
     cv2.setRNGSeed(0)  # its GMM initialisation draws from OpenCV's RNG: fixed for repeatable masks
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     cv2.grabCut(np.ascontiguousarray(small), mask, None, bgd, fgd, 5, cv2.GC_INIT_WITH_MASK)
+    # 3b. the head again, on its own: colour models of the head's surroundings only (a brown object
+    # elsewhere in the photo must not claim brown hair for the background)
+    hx0, hx1 = max(0, round(fcx - 1.2 * fws)), min(w, round(fcx + 1.2 * fws))
+    hy0, hy1 = max(0, round(fy0 - 1.0 * fhs)), min(h, round(fy1 + 0.3 * fhs))
+    sub = mask[hy0:hy1, hx0:hx1]
+    if ((sub == cv2.GC_BGD) | (sub == cv2.GC_PR_BGD)).any() and ((sub == cv2.GC_FGD) | (sub == cv2.GC_PR_FGD)).any():
+        cv2.setRNGSeed(0)
+        sub = np.ascontiguousarray(sub)
+        bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+        cv2.grabCut(np.ascontiguousarray(small[hy0:hy1, hx0:hx1]), sub, None, bgd, fgd, 4, cv2.GC_INIT_WITH_MASK)
+        mask[hy0:hy1, hx0:hx1] = sub
     m = ((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)).astype(np.uint8)
     # 4. the part holding the face, holes filled, small bites smoothed
     m = cv2.morphologyEx(m, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
