@@ -23,6 +23,7 @@ and passed in whole as the `brand` option.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Literal
 
 import numpy as np
@@ -231,7 +232,7 @@ def _ink_box(draw: ImageDraw.ImageDraw, line) -> tuple[int, int, int, int]:
     return tuple(int(v) for v in draw.textbbox(line.origin, line.text, font=f, anchor=line.anchor))
 
 
-def _measure(canvas: np.ndarray, lines, boxes, colours: dict[str, str], opts) -> list[dict]:
+def _measure(canvas: np.ndarray, lines, boxes, colours: dict[str, str]) -> list[dict]:
     """Every headline and subline line against the pixels under it."""
     rows = []
     for line, (x0, y0, x1, y1) in zip(lines, boxes):
@@ -246,7 +247,7 @@ def _measure(canvas: np.ndarray, lines, boxes, colours: dict[str, str], opts) ->
     return rows
 
 
-def _scrim(canvas: np.ndarray, block, area, colour: str, alpha: float, opts) -> np.ndarray:
+def _scrim(canvas: np.ndarray, block, colour: str, alpha: float, opts) -> np.ndarray:
     """A shade in `colour` behind the block: a gradient band from the frame's edge (text at the top or
     bottom), or a rounded panel (text in the middle)."""
     H, W = canvas.shape[:2]
@@ -271,6 +272,68 @@ def _scrim(canvas: np.ndarray, block, area, colour: str, alpha: float, opts) -> 
     return canvas * (1 - a) + np.float32(contrast.hex_rgb(colour)) * a
 
 
+def fix_contrast(arr: np.ndarray, block, boxes, opts: MarketingOptions):
+    """(canvas, colours per role, measured rows, fixes): the kit's preferred text colours where they read;
+    else, over the hero, a scrim made more opaque in steps of 0.05 until every line passes; and where a
+    line still fails (a flat surface, or scrim=never), its role switches to the colour that reads best."""
+    colour = partial(getattr, opts.brand.colours)
+    colours = {"headline": colour(opts.headline_colour or opts.text_colour), "subline": colour(opts.text_colour)}
+    rows = _measure(arr, block.lines, boxes, colours)
+    fixes = []
+    hb = _px(opts.hero_box, opts.width, opts.height)
+    over_hero = block.box[0] < hb[2] and block.box[2] > hb[0] and block.box[1] < hb[3] and block.box[3] > hb[1]
+    if over_hero and opts.scrim != "never" and (opts.scrim == "always" or not all(r["passes"] for r in rows)):
+        text_rgb = colours["subline"]
+        shade = next((c for c in (colour(k) for k in ("text", "background", "primary", "secondary"))
+                      if contrast.contrast_ratio(c, text_rgb) >= 7.0),
+                     contrast.best_colour(["#000000", "#FFFFFF"], text_rgb)[0])
+        base = arr
+        for alpha in np.arange(0.35 if opts.scrim == "auto" else 0.55, 0.951, 0.05):
+            arr = _scrim(base, block, shade, float(alpha), opts)
+            rows = _measure(arr, block.lines, boxes, colours)
+            if all(r["passes"] for r in rows):
+                break
+        fixes.append({"fix": "scrim", "colour": shade, "opacity": round(float(alpha), 2),
+                      "shape": "panel" if opts.valign == "middle" else "gradient"})
+    if not all(r["passes"] for r in rows):
+        candidates = [colour(k) for k in ("text", "background", "primary", "secondary")] + ["#000000", "#FFFFFF"]
+        for role in ("headline", "subline"):
+            mine = [bx for ln, bx in zip(block.lines, boxes) if ln.role == role]
+            if not mine or all(r["passes"] for r in rows if r["role"] == role):
+                continue
+            pixels = np.concatenate([arr[max(0, y0):y1, max(0, x0):x1].reshape(-1, 3) for x0, y0, x1, y1 in mine])
+            best = max(candidates, key=lambda c: contrast.ratio_over(c, pixels))
+            fixes.append({"fix": "text colour", "role": role, "from": colours[role], "to": best})
+            colours[role] = best
+        rows = _measure(arr, block.lines, boxes, colours)
+    return arr, colours, rows, fixes
+
+
+def _button(draw: ImageDraw.ImageDraw, arr: np.ndarray, block, opts: MarketingOptions, bold: bool) -> dict:
+    """The call to action: its label in the kit colour (else black or white) that reads on its fill, and
+    an outline when the button's edge is under 3:1 against what surrounds it (WCAG 1.4.11)."""
+    colour = partial(getattr, opts.brand.colours)
+    fill = colour(opts.cta_fill)
+    label, label_ratio = contrast.best_colour([colour("background"), colour("text"), "#FFFFFF", "#000000"], fill)
+    for k in ("background", "text"):  # a kit colour that passes comes first
+        if colour(k) != fill and contrast.contrast_ratio(colour(k), fill) >= contrast.BODY:
+            label, label_ratio = colour(k), contrast.contrast_ratio(colour(k), fill)
+            break
+    bx0, by0, bx1, by1 = block.button
+    ring = np.concatenate([arr[max(0, by0 - 6):by0, bx0:bx1].reshape(-1, 3), arr[by1:by1 + 6, bx0:bx1].reshape(-1, 3),
+                           arr[by0:by1, max(0, bx0 - 6):bx0].reshape(-1, 3), arr[by0:by1, bx1:bx1 + 6].reshape(-1, 3)])
+    edge = contrast.ratio_over(fill, ring) if len(ring) else 21.0
+    outline = None
+    if edge < contrast.NON_TEXT:
+        outline = contrast.best_colour([colour("text"), colour("background"), "#000000", "#FFFFFF"], fill)[0]
+    draw.rounded_rectangle(block.button, radius=round(0.22 * (by1 - by0)), fill=fill, outline=outline,
+                           width=max(2, round(0.06 * (by1 - by0))) if outline else 0)
+    line = next(ln for ln in block.lines if ln.role == "cta")
+    need = contrast.required(line.size, bold)
+    return {"text": line.text, "fill": fill, "colour": label, "ratio": round(label_ratio, 2), "required": need,
+            "passes": label_ratio >= need, "edge_ratio": round(edge, 2), "outline": outline, "box": list(block.button)}
+
+
 # --- the tool -----------------------------------------------------------------------------------
 
 def run(image: Image.Image, opts: MarketingOptions) -> list[ToolImage]:
@@ -278,7 +341,7 @@ def run(image: Image.Image, opts: MarketingOptions) -> list[ToolImage]:
         raise ValueError("the marketing tool needs a headline (--set headline='...')")
     kit, W, H = opts.brand, opts.width, opts.height
     fonts = {role: font_info(fid) for role, fid in (("headline", kit.fonts.headline), ("body", kit.fonts.body))}
-    colour = lambda k: getattr(kit.colours, k)  # noqa: E731
+    colour = partial(getattr, kit.colours)
     # 1. canvas and hero
     canvas = Image.new("RGB", (W, H), colour(opts.surface))
     if image.mode == "RGBA":  # a cut-out hero (the product tool's transparent PNG) stands on the surface colour
@@ -302,63 +365,13 @@ def run(image: Image.Image, opts: MarketingOptions) -> list[ToolImage]:
     block = fit_block(area, opts.headline.strip(), opts.subline if opts.show_subline else None, opts.cta, spec)
     draw = ImageDraw.Draw(canvas)
     boxes = [_ink_box(draw, ln) for ln in block.lines]
-    # 4. contrast: preferred colours; a scrim over the hero; another colour on a flat surface
-    arr = np.asarray(canvas, np.float32)
-    colours = {"headline": colour(opts.headline_colour or opts.text_colour), "subline": colour(opts.text_colour)}
-    rows = _measure(arr, block.lines, boxes, colours, opts)
-    fixes = []
-    hb = _px(opts.hero_box, W, H)
-    over_hero = block.box[0] < hb[2] and block.box[2] > hb[0] and block.box[1] < hb[3] and block.box[3] > hb[1]
-    if over_hero and opts.scrim != "never" and (opts.scrim == "always" or not all(r["passes"] for r in rows)):
-        text_rgb = colours["subline"]
-        shade = next((c for c in (colour(k) for k in ("text", "background", "primary", "secondary"))
-                      if contrast.contrast_ratio(c, text_rgb) >= 7.0),
-                     contrast.best_colour(["#000000", "#FFFFFF"], text_rgb)[0])
-        base = arr
-        for alpha in np.arange(0.35 if opts.scrim == "auto" else 0.55, 0.951, 0.05):
-            arr = _scrim(base, block, area, shade, float(alpha), opts)
-            rows = _measure(arr, block.lines, boxes, colours, opts)
-            if all(r["passes"] for r in rows):
-                break
-        fixes.append({"fix": "scrim", "colour": shade, "opacity": round(float(alpha), 2),
-                      "shape": "panel" if opts.valign == "middle" else "gradient"})
-    if not all(r["passes"] for r in rows):  # switch the failing roles to the colour that reads best
-        candidates = [colour(k) for k in ("text", "background", "primary", "secondary")] + ["#000000", "#FFFFFF"]
-        for role in ("headline", "subline"):
-            mine = [(ln, bx) for ln, bx in zip(block.lines, boxes) if ln.role == role]
-            if not mine or all(r["passes"] for r in rows if r["role"] == role):
-                continue
-            pixels = np.concatenate([arr[max(0, y0):y1, max(0, x0):x1].reshape(-1, 3) for _, (x0, y0, x1, y1) in mine])
-            best = max(candidates, key=lambda c: contrast.ratio_over(c, pixels))
-            fixes.append({"fix": "text colour", "role": role, "from": colours[role], "to": best})
-            colours[role] = best
-        rows = _measure(arr, block.lines, boxes, colours, opts)
+    # 4. contrast: preferred colours; a scrim over the hero; another colour on a flat surface; the button
+    arr, colours, rows, fixes = fix_contrast(np.asarray(canvas, np.float32), block, boxes, opts)
     canvas = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(canvas)
-    # the button: its label chosen for its fill; an outline when its edge is under 3:1 against its surroundings
-    cta = None
-    if block.button:
-        fill = colour(opts.cta_fill)
-        label, label_ratio = contrast.best_colour([colour("background"), colour("text"), "#FFFFFF", "#000000"], fill)
-        for k in ("background", "text"):  # prefer a kit colour that passes
-            if contrast.contrast_ratio(colour(k), fill) >= 4.5 and colour(k) != fill:
-                label, label_ratio = colour(k), contrast.contrast_ratio(colour(k), fill)
-                break
-        bx0, by0, bx1, by1 = block.button
-        ring = np.concatenate([arr[max(0, by0 - 6):by0, bx0:bx1].reshape(-1, 3), arr[by1:by1 + 6, bx0:bx1].reshape(-1, 3),
-                               arr[by0:by1, max(0, bx0 - 6):bx0].reshape(-1, 3), arr[by0:by1, bx1:bx1 + 6].reshape(-1, 3)])
-        edge = contrast.ratio_over(fill, ring) if len(ring) else 21.0
-        outline = None
-        if edge < contrast.NON_TEXT:
-            outline = contrast.best_colour([colour("text"), colour("background"), "#000000", "#FFFFFF"], fill)[0]
-        radius = round(0.22 * (by1 - by0))
-        draw.rounded_rectangle(block.button, radius=radius, fill=fill, outline=outline,
-                               width=max(2, round(0.06 * (by1 - by0))) if outline else 0)
-        cta_line = next(ln for ln in block.lines if ln.role == "cta")
-        need = contrast.required(cta_line.size, fonts["headline"]["bold"])
-        cta = {"text": cta_line.text, "fill": fill, "colour": label, "ratio": round(label_ratio, 2), "required": need,
-               "passes": label_ratio >= need, "edge_ratio": round(edge, 2), "outline": outline, "box": list(block.button)}
-        colours["cta"] = label
+    cta = _button(draw, arr, block, opts, fonts["headline"]["bold"]) if block.button else None
+    if cta:
+        colours["cta"] = cta["colour"]
     # 5. draw
     for ln in block.lines:
         draw.text(ln.origin, ln.text, font=load_font(ln.font, ln.size), fill=colours[ln.role], anchor=ln.anchor)
@@ -368,7 +381,8 @@ def run(image: Image.Image, opts: MarketingOptions) -> list[ToolImage]:
             draw.rounded_rectangle(logo["box"], radius=pad, fill=logo["plate"])
         canvas.paste(logo["image"], logo["xy"], logo["image"])
     text_boxes = [{"role": ln.role, "text": ln.text, "box": list(bx)} for ln, bx in zip(block.lines, boxes)]
-    inside = all(safe[0] <= bx[0] and safe[1] <= bx[1] and bx[2] <= safe[2] and bx[3] <= safe[3] for bx in boxes)
+    inside = all(safe[0] <= bx[0] and safe[1] <= bx[1] and bx[2] <= safe[2] and bx[3] <= safe[3]
+                 for bx in boxes + ([block.button] if block.button else []))
     details = {"size": [W, H], "brand": kit.name, "hero": hero_info, "safe_zone": list(safe), "text_area": list(area),
                "text_boxes": text_boxes, "inside_safe_zone": inside, "contrast": rows, "cta": cta, "fixes": fixes,
                "sizes_px": {"headline": block.headline_px, "subline": block.subline_px, "cta": block.cta_px},
