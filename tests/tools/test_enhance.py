@@ -4,6 +4,7 @@ the ported ESRGAN (installed from npm, as tests/test_esrgan.py does), Real-ESRGA
 
 from __future__ import annotations
 
+import io
 import shutil
 
 import cv2
@@ -170,3 +171,26 @@ def test_twelve_megapixels_x4_is_refused_before_any_work():
 def test_bad_options_name_the_valid_ones(options, message):
     with pytest.raises(ValidationError, match=message):
         EnhanceOptions(**options)
+
+
+def test_awkward_files_through_run_tool(studio, tmp_path):
+    """The safe loader's cases reach the tool upright and 8-bit, or fail naming the problem."""
+    from designerbox.tools.image_input import ImageInputError
+
+    cat = crop("chelsea").resize((60, 40))
+    buf = io.BytesIO()
+    cat.save(buf, format="JPEG", quality=90)
+    (tmp_path / "cut.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    with pytest.raises(ImageInputError, match="cut.jpg is a truncated or damaged JPEG"):
+        run_tool("enhance", [tmp_path / "cut.jpg"], {"scale": 2}, studio=studio, save=False)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: rotate 90 degrees clockwise to view
+    cat.save(tmp_path / "sideways.jpg", exif=exif)
+    Image.fromarray((np.asarray(cat.convert("L"), np.uint16) * 257)).save(tmp_path / "deep.png")  # 16-bit grey
+    frames = [cat.convert("P"), cat.transpose(Image.FLIP_LEFT_RIGHT).convert("P")]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    cat.convert("CMYK").save(tmp_path / "print.jpg")
+    for name, size in [("sideways.jpg", (80, 120)), ("deep.png", (120, 80)), ("anim.gif", (120, 80)),
+                       ("print.jpg", (120, 80))]:
+        (o,) = run_tool("enhance", [tmp_path / name], {"scale": 2, "sharpen": 0.3}, studio=studio, save=False)
+        assert o.image.size == size and o.image.mode == "RGB", name
