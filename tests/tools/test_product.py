@@ -173,7 +173,7 @@ def test_a_drawn_scene_through_the_studio(studio):
                      "model": "tiny-test", "seed": 5, "fill": 0.6}, studio=studio, save=False)
     scene = o.record["details"]["scene"]
     assert scene["prompt"] == "a marble kitchen counter" and scene["model"] == "tiny-test" and scene["seed"] == 5
-    assert o.image.size == (640, 480) and scene["size"][0] > scene["size"][1]  # drawn at the frame's aspect
+    assert o.image.size == (640, 480) and scene["size"] == [640, 480]  # drawn at the frame's size
     x0, y0, x1, y1 = o.record["details"]["product_box"]
     assert y1 == round(0.86 * 480)
 

@@ -318,10 +318,9 @@ def _scene(opts: ProductOptions, ctx: ToolContext | None) -> tuple[Image.Image, 
     if ctx is None:
         raise ValueError("scene_prompt needs the studio to draw it: run the product tool through run_tool "
                          "(designerbox tool product ...), or give a scene file")
-    side = max(opts.width, opts.height)
-    w, h = (1024, round(1024 * opts.height / side)) if opts.width >= opts.height else (round(1024 * opts.width / side), 1024)
-    image, record = ctx.txt2img(opts.scene_prompt, model=opts.model, width=w // 8 * 8, height=h // 8 * 8,
-                                seed=opts.seed)
+    k = min(1024, max(opts.width, opts.height)) / max(opts.width, opts.height)  # the frame's aspect, <= 1024 px
+    w, h = max(64, round(opts.width * k) // 8 * 8), max(64, round(opts.height * k) // 8 * 8)
+    image, record = ctx.txt2img(opts.scene_prompt, model=opts.model, width=w, height=h, seed=opts.seed)
     return image.convert("RGB"), {"prompt": opts.scene_prompt, "model": record["model"]["id"],
                                   "seed": record["seed"], "size": list(image.size)}
 
