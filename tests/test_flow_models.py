@@ -471,3 +471,33 @@ def test_the_full_size_layouts_convert_as_diffusers_does(kind):
     assert {k: tuple(v.shape) for k, v in ours.items()} == expected
     derived = transformer_config("sd3" if kind == "sd3" else "flux-dev", {k: list(v.shape) for k, v in original.items()})
     assert {k: derived[k] for k in config} == {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()}
+
+
+def test_emphasis_marks_are_taken_out_for_the_flow_models(tiny_flux, sd_home, capsys):
+    """SD3 and FLUX take no per-token weights here: "(cat:1.3)" reads as "cat", so the image is the plain one."""
+    from designerbox.pipelines.flux import flux_text_to_image
+    from designerbox.pipelines.stable_diffusion_3 import plain_prompt
+
+    assert plain_prompt("a (red:1.3) car, [blurry] BREAK ((sharp))") == "a red car, blurry sharp"
+    assert plain_prompt(r"a \(literal\) x") == "a (literal) x"
+    _add([tiny_flux["flux-schnell"], "--id", "schnell"], capsys)
+    model = _load("schnell", sd_home)
+    kwargs = dict(width=SIZE, height=SIZE, steps=1, sampler="euler", schedule="simple", cfg_scale=1.0, seeds=[3])
+    assert torch.equal(flux_text_to_image(model, "a photo of a (cat:1.3)", None, **kwargs),
+                       flux_text_to_image(model, PROMPT, None, **kwargs))
+
+
+def test_flux_with_cpu_offload_keeps_the_image(tiny_flux, sd_home, capsys):
+    """The offload hooks on the transformer, VAE and both text encoders (both devices the CPU here)."""
+    from designerbox.pipelines.flux import flux_text_to_image
+    from designerbox.registry.discovery import Registry
+    from designerbox.registry.user_checkpoints import load_stable_diffusion
+
+    _add([tiny_flux["flux-dev"], "--id", "dev"], capsys)
+    manifest = Registry(sd_home).get("dev")
+    kwargs = dict(width=SIZE, height=SIZE, steps=2, sampler="euler", schedule="simple", cfg_scale=3.5, seeds=SEEDS)
+    offloaded = load_stable_diffusion(manifest, "cpu", offload="model")
+    assert set(offloaded.offload.networks) == {"transformer", "vae", "text_encoder", "text_encoder_2"}
+    a = flux_text_to_image(offloaded, PROMPT, None, **kwargs)
+    assert offloaded.offload.moves == ["text_encoder", "text_encoder_2", "transformer", "vae"]
+    assert torch.equal(a, flux_text_to_image(load_stable_diffusion(manifest, "cpu"), PROMPT, None, **kwargs))

@@ -360,11 +360,14 @@ def build_parser() -> argparse.ArgumentParser:
     ms = msub.add_parser("show")
     ms.add_argument("id")
     ms.add_argument("--json", action="store_true")
-    ma = msub.add_parser("add", help="register a Stable Diffusion .safetensors file or diffusers folder (used in place)")
+    ma = msub.add_parser("add", help="register a .safetensors file or diffusers folder of SD 1.x/2.x, SDXL (base, "
+                         "refiner), SD3 or FLUX (used in place)")
     ma.add_argument("path")
     ma.add_argument("--id", help="model id (default: from the file name)")
     ma.add_argument("--family", help="what the file should be (e.g. sd15); checked against its tensors")
-    ma.add_argument("--config", help="a diffusers-format config folder for a single file of another architecture")
+    ma.add_argument("--config", help="a diffusers-format config folder for a single file of another architecture; "
+                    "for SD3/FLUX files, a diffusers folder that also gives what the file lacks (VAE, text encoders, "
+                    "the T5 tokenizer)")
     ma.add_argument("--prediction", choices=["eps", "v"],
                     help="what a single file's UNet predicts: eps (SD 1.x, SD 2.x-base 512, SDXL) or v (SD 2.x-768); "
                          "default: an A1111 NAME.yaml beside the file, else v for SD 2.x and eps otherwise")

@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from designerbox.jobs.generate import GeneratedImage, RequestError, refine, run_generation
+from designerbox.jobs.generate import GeneratedImage, RequestError, run_generation
+from designerbox.jobs.refine import refine
 from designerbox.jobs.schema import GenerationRequest
 from designerbox.registry.cache import ModelCache
 from designerbox.registry.discovery import Registry

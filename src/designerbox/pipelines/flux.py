@@ -17,7 +17,7 @@ config's: a fixed `shift` (schnell: 1), or with use_dynamic_shifting (dev) mu gr
 number of image tokens from base_shift at base_image_seq_len to max_shift at max_image_seq_len, and
 the shift is exp(mu) (diffusers' calculate_shift and time_shift, which is a scaling of sigma by
 exp(mu) in our view): so the denoiser depends on the size drawn (`shift_by_size`).
-Prompts are tokenized plainly (77 CLIP tokens, max_sequence_length T5 tokens).
+Prompts are tokenized plainly (77 CLIP tokens, max_sequence_length T5 tokens; emphasis marks out).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from torch import nn
 
 from designerbox.pipelines.sampling import draw
 from designerbox.pipelines.stable_diffusion import VAELatents
-from designerbox.pipelines.stable_diffusion_3 import t5_states
+from designerbox.pipelines.stable_diffusion_3 import plain_prompt, t5_states
 from designerbox.samplers import FlowDenoiser
 
 
@@ -134,7 +134,7 @@ class Flux(VAELatents):
         return context, pooled
 
     def conditions(self, prompt: str, negative_prompt: str | None, batch: int, width: int, height: int):
-        context, pooled = self.encode_prompt([prompt, negative_prompt or ""])  # (2, L, D), (2, P)
+        context, pooled = self.encode_prompt([plain_prompt(prompt), plain_prompt(negative_prompt or "")])
         return ({"context": context[:1].expand(batch, -1, -1), "pooled": pooled[:1].expand(batch, -1)},
                 {"context": context[1:].expand(batch, -1, -1), "pooled": pooled[1:].expand(batch, -1)})
 

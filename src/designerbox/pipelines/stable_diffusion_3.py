@@ -12,12 +12,14 @@ and schedule works on it. Conditioning, as StableDiffusion3Pipeline.encode_promp
 Without a T5 (SD3 can run without text_encoder_3) its part of the context is zeros, as diffusers does.
 Classifier-free guidance takes the encoded negative prompt ("" when none is given). The latents are
 (z - shift_factor) * scaling_factor of the VAE's mean (VAELatents). Prompts are tokenized plainly
-(truncated at 77 CLIP tokens and max_sequence_length T5 tokens): no A1111 weighting, LoRA or
-textual inversion for this family yet.
+(truncated at 77 CLIP tokens and max_sequence_length T5 tokens): A1111 emphasis marks are taken out
+(plain_prompt) but their weights are not applied, and there is no LoRA or textual inversion for
+SD3 and FLUX yet.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -28,6 +30,14 @@ from torch import nn
 from designerbox.pipelines.sampling import draw
 from designerbox.pipelines.stable_diffusion import VAELatents
 from designerbox.samplers import FlowDenoiser
+
+
+def plain_prompt(text: str) -> str:
+    """A prompt without A1111's emphasis marks and BREAKs ("a (red:1.3) car" -> "a red car"): what the
+    flow models' encoders read, as they take no per-token weights here."""
+    from designerbox.pipelines.prompt_weights import parse_emphasis
+
+    return re.sub(r"\s+", " ", "".join(t if w >= 0 else " " for t, w in parse_emphasis(text))).strip()
 
 
 def clip_states(tokenizer, encoder: nn.Module, prompts: list[str], device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,7 +109,7 @@ class StableDiffusion3(VAELatents):
         return torch.cat([clip, t5.to(clip.dtype)], dim=-2), torch.cat([pooled_1, pooled_2], dim=-1)
 
     def conditions(self, prompt: str, negative_prompt: str | None, batch: int, width: int, height: int):
-        context, pooled = self.encode_prompt([prompt, negative_prompt or ""])  # (2, S, D), (2, P)
+        context, pooled = self.encode_prompt([plain_prompt(prompt), plain_prompt(negative_prompt or "")])
         return ({"context": context[:1].expand(batch, -1, -1), "pooled": pooled[:1].expand(batch, -1)},
                 {"context": context[1:].expand(batch, -1, -1), "pooled": pooled[1:].expand(batch, -1)})
 

@@ -207,9 +207,9 @@ def prepare(path: Path, family: str, config_dir: Path, folder: Path | None) -> d
         tok = folder / t5_tok if folder is not None else None
         if tok is None or not (tok / "tokenizer.json").is_file():
             raise ModelFileError(
-                f"{path.name}: its T5 text encoder needs T5's tokenizer, which no installed package ships: add the file "
-                f"with --config FOLDER, a {family} diffusers folder holding {t5_tok}/tokenizer.json (the published "
-                "folders have it beside spiece.model)")
+                f"{path.name}: its T5 text encoder needs T5's tokenizer, which no installed package ships: add "
+                f"the file with --config FOLDER, a {family} diffusers folder holding {t5_tok}/tokenizer.json (the "
+                "published folders have it beside spiece.model)")
         shutil.copytree(tok, config_dir / t5_tok, ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
     # configs: the folder's own where it has them, else the packaged ones; the transformer's from the file
     packaged = packaged_config(family)
@@ -253,7 +253,8 @@ def load_networks(config_dir: Path, family: str, dtype: torch.dtype, where) -> d
         try:
             state = component_state(ckpt, family, name, net.config if name == "vae" else None)
         except KeyError as err:  # a converter indexes a tensor the layout must have
-            raise ModelFileError(f"{record['file']} ({name}): the file lacks tensor {err} of the {family} layout") from None
+            raise ModelFileError(f"{record['file']} ({name}): the file lacks tensor {err} of the {family} "
+                                 "layout") from None
         expected = net.state_dict()
         if name == T5[family][0]:  # tied copies of T5's token table that a T5EncoderModel may not list
             state = {k: v for k, v in state.items() if k in expected or not k.endswith("embed_tokens.weight")}
@@ -269,7 +270,8 @@ def load_networks(config_dir: Path, family: str, dtype: torch.dtype, where) -> d
         net.load_state_dict(state, assign=meta)
         left = [n for n, t in (*net.named_parameters(), *net.named_buffers()) if t.is_meta]
         if left:
-            raise ModelFileError(f"{record['file']} ({name}): {len(left)} tensors were not in the file (e.g. {left[:3]})")
+            raise ModelFileError(f"{record['file']} ({name}): {len(left)} tensors were not in the file "
+                                 f"(e.g. {left[:3]})")
         nets[name] = net.to(where, dtype)
     del ckpt
     return nets

@@ -390,7 +390,8 @@ def load_stable_diffusion(manifest: ModelManifest, device: str | torch.device = 
     if on_gpu:
         from designerbox.pipelines.speed import speed_up
 
-        speed_up(model, compile=None if offload == "model" else compile or os.environ.get("DESIGNERBOX_COMPILE") or None)
+        mode = compile or os.environ.get("DESIGNERBOX_COMPILE") or None
+        speed_up(model, compile=None if offload == "model" else mode)
     if offload == "model":
         enable_model_offload(model, device)
     return model
