@@ -45,9 +45,12 @@ class Studio:
         from designerbox.registry.memory import estimate_bytes, free_bytes
 
         manifest = self.registry.get(model_id)
+        key = (manifest.id, self.device)
+        if key in self.cache:  # loaded: no headers to read
+            return manifest, self.cache.get(key, lambda: load_model(manifest, self.device))
         # offloaded networks wait in CPU memory (the loader reads the same setting): RAM must hold them all
         offloaded = offload_mode(os.environ.get("DESIGNERBOX_OFFLOAD") or manifest.offload) == "model"
-        return manifest, self.cache.get((manifest.id, self.device), lambda: load_model(manifest, self.device),
+        return manifest, self.cache.get(key, lambda: load_model(manifest, self.device),
                                         need=estimate_bytes(manifest, self.device),
                                         free=lambda: free_bytes("cpu" if offloaded else self.device))
 
