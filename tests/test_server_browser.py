@@ -166,3 +166,37 @@ def test_models_tab_draws_a_side_by_side_grid(page, server):
     requests = sorted((j["request"] for j in jobs), key=lambda r: r["model"])
     assert requests == [{"prompt": "a green cactus", "model": "dbx-base-v1", "seed": 1234, "steps": 6},
                         {"prompt": "a green cactus", "model": "dbx-gan-v0", "seed": 1234}]
+
+
+def test_marketing_with_a_brand_kit_added_on_the_page(page, server, tmp_path):
+    """Tools tab, marketing: add a brand kit (colours, font, logo upload), it is picked, run with it."""
+    expect = sync_api.expect
+    data = pytest.importorskip("skimage.data")
+    from PIL import Image
+
+    Image.fromarray(data.coffee()).resize((200, 150)).save(tmp_path / "coffee.png")
+    Image.new("RGB", (40, 40), (20, 200, 60)).save(tmp_path / "logo.png")
+    page.click("#tab-tools")
+    page.select_option("#tool", "social")
+    expect(page.locator("#tool-brand-box")).to_be_hidden()             # only tools with a brand option
+    page.select_option("#tool", "marketing")
+    expect(page.locator("#tool-brand-box")).to_be_visible()
+    page.locator("#brand-add summary").click()
+    page.fill("#brand-name", "Roastery")
+    page.fill("#brand-primary", "#c81e1e")
+    page.select_option("#brand-headline", "dejavu-serif-bold")
+    page.set_input_files("#brand-logo-file", str(tmp_path / "logo.png"))
+    page.click("#brand-save")
+    expect(page.locator("#brand-status")).to_have_text("saved brand kit Roastery")
+    expect(page.locator("#tool-brand")).to_have_value("Roastery")      # the new kit is picked
+    expect(page.locator("#tool-brand-logo")).to_be_visible()
+    page.select_option("#tool-preset", "banner")
+    page.set_input_files("#tool-files", str(tmp_path / "coffee.png"))
+    page.locator("#tool-options-box summary").click()
+    page.fill("#tool-options [data-option=headline]", "Fresh roast")
+    page.click("#tool-button")
+    expect(page.locator("#tool-status")).to_have_text("done: 1 output(s)", timeout=60_000)
+    job = httpx.get(f"{server.url}/api/v1/jobs", params={"state": "succeeded"}).json()["jobs"][0]
+    brand = job["request"]["options"]["brand"]
+    assert brand["name"] == "Roastery" and brand["colours"]["primary"] == "#C81E1E"
+    assert brand["fonts"]["headline"] == "dejavu-serif-bold" and brand["logo"].startswith("data:image/png")

@@ -31,12 +31,13 @@ from designerbox.server.deps import AuthError, Forbidden, authenticate
 from designerbox.server.events import EventLog
 from designerbox.server.limits import BodyLimit
 from designerbox.server.queue import JobQueue, JobStateError, UnknownJobError
-from designerbox.server.routes import (a1111, events, generations, images, jobs, models, openai_compat, presets,
-                                       tools, users)
+from designerbox.server.routes import (a1111, brands, events, generations, images, jobs, models, openai_compat,
+                                       presets, tools, users)
 from designerbox.server.submit import ImageTooLarge, InvalidRequest, QuotaExceeded
 from designerbox.server.webhooks import WebhookSender, server_secret
 from designerbox.server.worker import Worker, devices, store_unfinished
 from designerbox.settings import Settings
+from designerbox.store.brands import BrandError, BrandStore, UnknownBrandError
 from designerbox.store.gallery import UnknownImageError
 from designerbox.store.users import UnknownUserError, UserError, UserStore
 from designerbox.studio import Studio
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None, *, workers: bool = True, broker
     app.state.studio = Studio(settings)
     app.state.queue = JobQueue(settings.store("queue.sqlite"))
     app.state.users = UserStore(settings.store("users.sqlite"))
+    app.state.brands = BrandStore(settings.store("brands.sqlite"), settings.home / "brands")
     app.state.events = EventLog()
     app.state.webhook_secret = server_secret(settings.home)
     app.state.webhooks = WebhookSender(app.state.queue, app.state.webhook_secret)
@@ -98,7 +100,7 @@ def create_app(settings: Settings | None = None, *, workers: bool = True, broker
         app.state.events.dispatchers.append(app.state.cluster.send)
     app.state.a1111_checkpoint = {}  # user -> A1111's sd_model_checkpoint option; none: the default model
 
-    for module in (generations, tools, jobs, events, images, models, presets, users):
+    for module in (generations, tools, jobs, events, images, models, presets, users, brands):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(openai_compat.router)
     app.include_router(a1111.router)
@@ -166,6 +168,12 @@ def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(UnknownToolError)
     async def unknown_tool(request: Request, err: UnknownToolError):
         return JSONResponse(status_code=404, content={"detail": str(err)})
+
+    @app.exception_handler(BrandError)
+    async def bad_brand(request: Request, err: BrandError):
+        if isinstance(err, UnknownBrandError):
+            return JSONResponse(status_code=404, content={"detail": str(err)})
+        return JSONResponse(status_code=422, content=_detail(str(err)))
 
     @app.exception_handler(UnknownJobError)
     @app.exception_handler(UnknownImageError)

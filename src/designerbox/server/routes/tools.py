@@ -6,6 +6,8 @@ The body is either JSON
     {"inputs": ["data:image/png;base64,..." or {"name": "shoe.jpg", "data": "data:..."}],
      "options": {"fill": 0.8}, "preset": "amazon"}
 or multipart/form-data: one or more `inputs` files, `options` (a JSON object as text), `preset`.
+A tool with a `brand` option (marketing) takes a kit inline or `"brand": "NAME"`, one of the caller's
+kits (routes/brands.py).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 
 from designerbox.server.deps import CurrentUser, EventsDep, QueueDep, StudioDep
+from designerbox.server.routes.brands import brand_option
 from designerbox.server.routes.jobs import job_public
 from designerbox.server.schemas import JobPublic
 from designerbox.server.submit import InvalidRequest
@@ -130,6 +133,8 @@ async def create_tool_job(name: str, request: Request, studio: StudioDep, queue:
         uploads = [(n, decode_data_url(d, f"inputs[{i}]", limit)) for i, (n, d) in enumerate(items)]
     else:
         raise InvalidRequest(f"unsupported content type {kind!r}; send application/json or multipart/form-data")
+    if "brand" in get_tool(name).options.model_fields:  # "brand": "NAME", one of the caller's kits
+        options = await asyncio.to_thread(brand_option, request.app.state.brands, user, options)
     row = await asyncio.to_thread(submit_tool, studio, queue, events, name, uploads, options, preset, user=user,
                                   priority=priority, source=source, callback_url=callback_url)
     return job_public(row, request, queue)

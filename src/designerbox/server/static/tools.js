@@ -54,6 +54,7 @@ function showTool() {
   while (preset.options.length > 1) preset.remove(1);
   for (const p of t.presets) preset.add(new Option(`${p.name} (${p.id})`, p.id));
   $("tool-prompt-label").hidden = !t.prompt_field;
+  showBrands(t);  // brands.js: the kit picker, for a tool with a `brand` option
   $("tool-prompt").value = "";
   const box = $("tool-options");
   box.replaceChildren();
@@ -100,6 +101,7 @@ function toolOptions() {
       : kind === "enum" || kind === "boolean" ? JSON.parse(value) : value;
   }
   if (t.prompt_field && $("tool-prompt").value.trim()) options[t.prompt_field] = $("tool-prompt").value.trim();
+  if (t.options.properties?.brand && $("tool-brand").value) options.brand = $("tool-brand").value;  // a saved kit's name
   return options;
 }
 
