@@ -76,7 +76,7 @@ def test_esrgan_x4_round_trip_on_photos(ctx):
 
 def test_x2_by_strips_is_seamless_and_bounded(ctx):
     img = np.asarray(crop("coffee").resize((64, 40), Image.LANCZOS))
-    x4, context = enhance.x4_function("esrgan-medium", ctx)
+    x4, context, _ = enhance.x4_function("esrgan-medium", ctx)
     whole = enhance.enlarge(img, 2, x4, context, rows=1000)
     strips = enhance.enlarge(img, 2, x4, context, rows=8)   # 5 strips, each with the network's full context
     assert whole.shape == (80, 128, 3)

@@ -84,16 +84,18 @@ def run_tile(net, rgb: np.ndarray) -> np.ndarray:
     return y
 
 
-def realesrgan_x4(net, rgb: np.ndarray, tile: int = TILE, margin: int = MARGIN) -> np.ndarray:
+def realesrgan_x4(net, rgb: np.ndarray, tile: int = TILE, margin: int = MARGIN, band: bool = False) -> np.ndarray:
     """(H, W, 3) uint8 -> (4H, 4W, 3) uint8: each tile x tile block with `margin` pixels of context
-    (reflected at the image border), its centre kept."""
+    (reflected at the image border), its centre kept. band: the rows are not cut (a strip of a few
+    rows that a caller already cut with its own context: only the columns are tiled)."""
     h, w, _ = rgb.shape
     x = np.pad(rgb.astype(np.float32) / 255.0, ((margin, margin), (margin, margin), (0, 0)), mode="reflect"
                if min(h, w) > margin else "edge")  # (H + 2m, W + 2m, 3)
     out = np.empty((h * SCALE, w * SCALE, 3), dtype=np.uint8)
-    for y0 in range(0, h, tile):
+    rows = h if band else tile
+    for y0 in range(0, h, rows):
         for x0 in range(0, w, tile):
-            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
+            y1, x1 = min(y0 + rows, h), min(x0 + tile, w)
             y = run_tile(net, x[y0:y1 + 2 * margin, x0:x1 + 2 * margin])  # tile plus context, padded coords
             m = margin * SCALE
             y = y[m:m + (y1 - y0) * SCALE, m:m + (x1 - x0) * SCALE]

@@ -36,7 +36,7 @@ from designerbox.tools.registry import Tool, ToolContext, ToolImage
 
 MAX_OUTPUT_PIXELS = 64_000_000
 ESRGAN = {"esrgan-medium": "esrgan-medium-x4", "esrgan-slim": "esrgan-slim-x4"}
-STRIP_ROWS = 96                 # input rows per strip
+STRIP_ROWS = 96                 # input rows per strip (x4_function gives each network's own)
 
 
 class EnhanceError(ValueError):
@@ -85,21 +85,24 @@ def choose_upscaler(opts: EnhanceOptions, ctx: ToolContext | None) -> tuple[str,
     return opts.upscaler, None
 
 
-def x4_function(backend: str, ctx: ToolContext | None) -> tuple[Callable[[np.ndarray], np.ndarray], int]:
-    """(uint8 (h, w, 3) -> uint8 (4h, 4w, 3), rows of context it needs above and below a strip)."""
+def x4_function(backend: str, ctx: ToolContext | None) -> tuple[Callable[[np.ndarray], np.ndarray], int, int]:
+    """(uint8 (h, w, 3) -> uint8 (4h, 4w, 3), rows of context it needs above and below a strip, rows per
+    strip): a strip with its context is one row of the network's own tiles, so no row is computed twice
+    more than the context needs."""
     if backend in ESRGAN:
-        from designerbox.pipelines.upscale import upscale_array
+        from designerbox.pipelines.upscale import DEFAULT_TILE, upscale_array
 
         _, net = ctx.model(ESRGAN[backend])
-        return (lambda a: upscale_array(net, a.astype(np.float32), tile=128)), int(net.receptive_radius)
+        r = int(net.receptive_radius)
+        return (lambda a: upscale_array(net, a.astype(np.float32), tile=DEFAULT_TILE)), r, DEFAULT_TILE - 2 * r
     if backend == "realesrgan":
-        from designerbox.pipelines.ncnn_upscale import MARGIN, NcnnUnavailable, load_net, realesrgan_x4
+        from designerbox.pipelines.ncnn_upscale import MARGIN, TILE, NcnnUnavailable, load_net, realesrgan_x4
 
         try:
             net = load_net("realesrgan-x4plus")
         except NcnnUnavailable as err:
             raise EnhanceError(str(err)) from None
-        return (lambda a: realesrgan_x4(net, a)), MARGIN
+        return (lambda a: realesrgan_x4(net, a, band=True)), MARGIN, TILE
     raise ValueError(f"no x4 network for {backend!r}")
 
 
@@ -153,8 +156,8 @@ def run(image: Image.Image, opts: EnhanceOptions, ctx: ToolContext | None = None
     if backend == "lanczos":
         rgb = np.asarray(Image.fromarray(rgb).resize((w * opts.scale, h * opts.scale), Image.LANCZOS))
     elif backend != "none":
-        x4, context = x4_function(backend, ctx)
-        rgb = enlarge(rgb, opts.scale, x4, context)
+        x4, context, rows = x4_function(backend, ctx)
+        rgb = enlarge(rgb, opts.scale, x4, context, rows)
     if backend != "none":
         steps.append(f"x{opts.scale} {backend}")
     # 5. sharpen on the final size
