@@ -169,8 +169,7 @@ def run(image: Image.Image, opts: EnhanceOptions, ctx: ToolContext | None = None
     if alpha is not None:
         out.putalpha(alpha.resize(out.size, Image.LANCZOS))
     return [ToolImage(name="enhanced", image=out, details={
-        "steps": steps, "upscaler": backend, "model": ESRGAN.get(backend, "realesrgan-x4plus" if backend ==
-                                                                  "realesrgan" else None),
+        "steps": steps, "upscaler": backend, "model": (ESRGAN | {"realesrgan": "realesrgan-x4plus"}).get(backend),
         "white_balance_gains": gains, "note": note, "size": [out.width, out.height]})]
 
 
