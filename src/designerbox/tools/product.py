@@ -10,7 +10,9 @@ cut_out (the default, permissive method; no network weights):
      (how textured the background is);
   3. GrabCut (Rother et al., SIGGRAPH 2004) seeded from a mask: the border is background, pixels far
      from the border colour (beyond its spread) and salient (spectral residual) are probable product,
-     the rest probable background;
+     the rest probable background; on a busy background (a table) it starts from a box around the
+     salient subject instead, and what inside the box looks like the surface outside it (colour and
+     texture, its shadow included: `background_like`) is background, sure where joined to the outside;
   4. clean-up: specks removed, parts under 5% of the largest part dropped, pinholes filled;
   5. back at full size: the mask is upsampled and refined by a guided filter with the photo as guide
      (He et al., "Guided Image Filtering", ECCV 2010, alg. 1), so the alpha follows the real edge,
@@ -124,14 +126,24 @@ def cut_out(rgb: np.ndarray, work_size: int = 640, feather: float = 1.0) -> tupl
     mask[border & ~(d > max(25.0, 3 * spread))] = cv2.GC_BGD
     core = cv2.erode(far.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool) & (d > max(25.0, 4 * spread))
     mask[core & ~border] = cv2.GC_FGD
+    like, sure = background_like(small, mask == cv2.GC_BGD)  # the surface's texture and the product's shadow
+    mask[like & (mask == cv2.GC_PR_FGD)] = cv2.GC_PR_BGD
+    mask[sure] = cv2.GC_BGD
     seed = "border colour"
     if (mask >= cv2.GC_PR_FGD).mean() < 0.01:  # a busy background (a photo on a table): start from a box
         if sal.std() < 0.02 and d.std() < 2.0:
             raise NoProductError("no product found: nothing in the photo stands out from its background "
                                  "(a plain or empty photo?)")
         x0, y0, x1, y1 = _seed_box(small, sal)
-        mask[:] = cv2.GC_BGD
-        mask[y0:y1, x0:x1] = cv2.GC_PR_FGD
+        outside = np.ones((h, w), bool)
+        outside[y0:y1, x0:x1] = False
+        like, sure = background_like(small, outside)  # the table inside the box, its shadow included
+        mask[:] = cv2.GC_PR_FGD
+        mask[like] = cv2.GC_PR_BGD
+        mask[sure | outside] = cv2.GC_BGD
+        if (mask == cv2.GC_PR_FGD).mean() < 0.002:
+            raise NoProductError("no product found: everything in the photo looks like its background "
+                                 "(a plain or empty photo?)")
         seed = "salient box"
     cv2.setRNGSeed(0)  # GrabCut's GMM initialisation draws from OpenCV's RNG: fixed for repeatable cut-outs
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
@@ -166,6 +178,63 @@ def cut_out(rgb: np.ndarray, work_size: int = 640, feather: float = 1.0) -> tupl
     bg_rgb = cv2.cvtColor(np.uint8([[bg.clip(0, 255)]]), cv2.COLOR_LAB2RGB)[0, 0]
     return alpha.astype(np.float32), {"seed": seed, "background_rgb": [int(c) for c in bg_rgb], "border_spread": round(spread, 2),
                                       "mask_share": round(float(share), 4), "work_size": [w, h]}
+
+
+def background_like(small: np.ndarray, sample: np.ndarray, k: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """(pixels that look like the background, those of them joined to the sample region), both (h, w) bool.
+
+    The background model is learnt from the `sample` pixels (what lies outside GrabCut's box): k-means
+    clusters, each with its own spread, over four features per pixel: log luminance, two log
+    chromaticities (log R/G, log B/G) and texture (the log of the local gradient energy of log luminance,
+    which a shadow leaves unchanged, as it leaves the chromaticities). A pixel is like the background
+    when its distance to the nearest cluster is within the 90th percentile of the sample's own
+    distances, in all four features, or, for a shadow, in the three that ignore brightness while it is
+    darker than the background. The shadow test needs a textured surface (wood, cloth): on a plain
+    sweep chromaticity and texture alone cannot tell a grey product from a shadow. Those joined to the sample region through such pixels (4-connected,
+    after an opening that cuts one-pixel bridges) are sure background: the table around the product and
+    the shadow it casts, however much of the box they fill."""
+    f = small.astype(np.float32) + 8.0                                       # (h, w, 3); +8 tames dark noise
+    lum = np.log(f.mean(axis=2))
+    gx, gy = cv2.Sobel(lum, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(lum, cv2.CV_32F, 0, 1, ksize=3)
+    texture = np.log(cv2.blur(gx * gx + gy * gy, (7, 7)) + 1e-3)
+    smooth = lambda x: cv2.GaussianBlur(x, (0, 0), 1.5)  # noqa: E731
+    feats = np.dstack([smooth(lum), smooth(np.log(f[..., 0] / f[..., 1])), smooth(np.log(f[..., 2] / f[..., 1])),
+                       texture])                                             # (h, w, 4)
+    like = np.zeros(sample.shape, bool)
+    darker = feats[..., 0] < np.median(feats[..., 0][sample])
+    textured = np.median(cv2.blur(gx * gx + gy * gy, (7, 7))[sample]) > 0.01  # grain, weave: not a plain sweep
+    floor = np.array([0.05, 0.03, 0.03, 0.25], np.float32)  # spreads below these are not told apart
+    for cols, where, least in (([0, 1, 2, 3], True, 0.0), ([1, 2, 3], darker, 1.5))[: 2 if textured else 1]:
+        d = _cluster_distance(feats[..., cols], sample, k, floor[cols])
+        like |= (d <= max(least, np.percentile(d[sample], 90))) & where
+    like &= ~sample
+    opened = cv2.morphologyEx(like.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)).astype(bool)
+    _, labels = cv2.connectedComponents((opened | sample).astype(np.uint8), connectivity=4)
+    joined = np.unique(labels[sample])
+    return like, opened & np.isin(labels, joined[joined > 0])
+
+
+def _cluster_distance(feats: np.ndarray, sample: np.ndarray, k: int, floor: np.ndarray) -> np.ndarray:
+    """(h, w) float32: each pixel's distance to the nearest of k clusters of the sample's features, in
+    units of that cluster's own spread per feature, at least `floor` (features first scaled by the
+    sample's spread for the clustering)."""
+    rng = np.random.default_rng(0)
+    x = feats[sample]
+    if len(x) > 20000:
+        x = x[rng.choice(len(x), 20000, replace=False)]
+    scale = np.maximum(x.std(axis=0), floor)
+    x = (x / scale).astype(np.float32)
+    cv2.setRNGSeed(0)
+    criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 1e-3)
+    _, label, centres = cv2.kmeans(x, min(k, len(x)), None, criteria, 2, cv2.KMEANS_PP_CENTERS)
+    y = feats / scale
+    d = np.full(feats.shape[:2], np.inf, np.float32)
+    for j, c in enumerate(centres):
+        members = x[label.ravel() == j]
+        if len(members) >= 10:
+            spread = np.maximum(members.std(axis=0), floor / scale)
+            d = np.minimum(d, np.sqrt((((y - c) / spread) ** 2).mean(axis=-1)))
+    return d
 
 
 def _seed_box(small: np.ndarray, sal: np.ndarray) -> tuple[int, int, int, int]:
