@@ -13,7 +13,8 @@ cut_out (the default, permissive method; no network weights):
      the rest probable background; on a busy background (a table) it starts from a box around the
      salient subject instead, and what inside the box looks like the surface outside it (colour and
      texture, its shadow included: `background_like`) is background, sure where joined to the outside;
-  4. clean-up: specks removed, parts under 5% of the largest part dropped, pinholes filled;
+  4. clean-up: specks removed, parts under 5% of the largest part dropped, pinholes filled, and holes
+     that do not look like the background (a shiny part GrabCut took for the table it mirrors);
   5. back at full size: the mask is upsampled and refined by a guided filter with the photo as guide
      (He et al., "Guided Image Filtering", ECCV 2010, alg. 1), so the alpha follows the real edge,
      then feathered by a Gaussian of `feather` pixels.
@@ -138,8 +139,7 @@ def cut_out(rgb: np.ndarray, work_size: int = 640, feather: float = 1.0) -> tupl
         outside = np.ones((h, w), bool)
         outside[y0:y1, x0:x1] = False
         like, sure = background_like(small, outside)  # the table inside the box, its shadow included
-        mask[:] = cv2.GC_PR_FGD
-        mask[like] = cv2.GC_PR_BGD
+        mask[:] = cv2.GC_PR_FGD  # what only looks like the table (crema, the table mirrored in a spoon) is left to GrabCut
         mask[sure | outside] = cv2.GC_BGD
         if (mask == cv2.GC_PR_FGD).mean() < 0.002:
             raise NoProductError("no product found: everything in the photo looks like its background "
@@ -161,8 +161,11 @@ def cut_out(rgb: np.ndarray, work_size: int = 640, feather: float = 1.0) -> tupl
     holes = cv2.connectedComponentsWithStats(1 - m, connectivity=4)
     for i in range(1, holes[0]):
         x, y, ww, hh, area = holes[2][i]
-        if area < 0.002 * m.sum() and x > 0 and y > 0 and x + ww < w and y + hh < h:  # pinholes only
-            m[holes[1] == i] = 1
+        if x == 0 or y == 0 or x + ww == w or y + hh == h:
+            continue
+        hole = holes[1] == i
+        if area < 0.002 * m.sum() or not (sure[hole].any() or like[hole].mean() > 0.5):  # pinholes, and holes
+            m[hole] = 1  # that do not show the table (a spoon mirroring it is not its colour and grain)
     share = m.mean()
     if share < 0.002 or share > 0.97:
         raise NoProductError(f"no product found: the cut-out covers {share:.1%} of the photo "
@@ -190,9 +193,10 @@ def background_like(small: np.ndarray, sample: np.ndarray, k: int = 8) -> tuple[
     when its distance to the nearest cluster is within the 90th percentile of the sample's own
     distances, in all four features, or, for a shadow, in the three that ignore brightness while it is
     darker than the background. The shadow test needs a textured surface (wood, cloth): on a plain
-    sweep chromaticity and texture alone cannot tell a grey product from a shadow. Those joined to the sample region through such pixels (4-connected,
-    after an opening that cuts one-pixel bridges) are sure background: the table around the product and
-    the shadow it casts, however much of the box they fill."""
+    sweep chromaticity and texture alone cannot tell a grey product from a shadow. Those joined to the
+    sample region through such pixels (4-connected, after an opening that cuts bridges and strips under
+    about 1% of the image wide, such as a spoon's handle mirroring the table) are sure background: the
+    table around the product and the shadow it casts, however much of the box they fill."""
     f = small.astype(np.float32) + 8.0                                       # (h, w, 3); +8 tames dark noise
     lum = np.log(f.mean(axis=2))
     gx, gy = cv2.Sobel(lum, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(lum, cv2.CV_32F, 0, 1, ksize=3)
@@ -208,7 +212,8 @@ def background_like(small: np.ndarray, sample: np.ndarray, k: int = 8) -> tuple[
         d = _cluster_distance(feats[..., cols], sample, k, floor[cols])
         like |= (d <= max(least, np.percentile(d[sample], 90))) & where
     like &= ~sample
-    opened = cv2.morphologyEx(like.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)).astype(bool)
+    o = 2 * max(1, round(0.005 * max(sample.shape))) + 1  # 7 px at 600: a thin part mirroring the table stays
+    opened = cv2.morphologyEx(like.astype(np.uint8), cv2.MORPH_OPEN, np.ones((o, o), np.uint8)).astype(bool)
     _, labels = cv2.connectedComponents((opened | sample).astype(np.uint8), connectivity=4)
     joined = np.unique(labels[sample])
     return like, opened & np.isin(labels, joined[joined > 0])
