@@ -17,20 +17,18 @@ tissue section) and the vintage filter.
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 from skimage import data
 
 from designerbox.jobs.tool import run_tool
-from designerbox.store.png_metadata import write_atomic
+from designerbox.tools.contact_sheet import labelled_rows
 
-FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 CELL = 256
 CROPS = {"astronaut": (130, 20, 386, 276), "coffee": (170, 60, 426, 316), "chelsea": (60, 0, 316, 256)}
 STYLE_IMAGE = "immunohistochemistry"   # skimage's stained tissue section: a pastel ink look
@@ -51,13 +49,6 @@ def tool(name: str, path: Path, preset: str | None = None, options: dict | None 
         return str(err)
     print(f"  {name} {preset or options}: {time.time() - t:.1f} s", file=sys.stderr)
     return out.image
-
-
-def square(image: Image.Image) -> Image.Image:
-    """The centred square of the image at CELL x CELL."""
-    side = min(image.size)
-    x, y = (image.width - side) // 2, (image.height - side) // 2
-    return image.crop((x, y, x + side, y + side)).resize((CELL, CELL), Image.LANCZOS)
 
 
 def degrade(image: Image.Image) -> Image.Image:
@@ -89,23 +80,11 @@ def row(name: str, tmp: Path) -> list[tuple[str, Image.Image | str]]:
     return cells
 
 
-def draw(rows: list[list[tuple[str, Image.Image | str]]]) -> Image.Image:
-    font = ImageFont.truetype(FONT, 15)
-    cols, pad, label = len(rows[0]), 6, 22
-    sheet = Image.new("RGB", (pad + cols * (CELL + pad), pad + len(rows) * (CELL + label + pad)), "white")
-    d = ImageDraw.Draw(sheet)
-    for r, cells in enumerate(rows):
-        for c, (text, im) in enumerate(cells):
-            x, y = pad + c * (CELL + pad), pad + r * (CELL + label + pad)
-            d.text((x + 2, y + 2), text, fill="black", font=font)
-            if isinstance(im, str):  # a missing model: its message, wrapped
-                words, lines = im.split(), [""]
-                for w in words:
-                    lines[-1:] = [f"{lines[-1]} {w}".strip()] if len(lines[-1]) + len(w) < 30 else [lines[-1], w]
-                d.multiline_text((x + 4, y + label + 8), "\n".join(lines[:12]), fill="firebrick", font=font)
-            else:
-                sheet.paste(square(im.convert("RGB")) if im.size != (CELL, CELL) else im.convert("RGB"), (x, y + label))
-    return sheet
+def draw(rows: list[list[tuple[str, Image.Image | str]]], out: Path | None = None) -> Image.Image:
+    """The sheet, written to out if given: the centred square of each image at CELL x CELL, its label over it."""
+    return labelled_rows(rows, out, height=CELL, square=True, gap=6, caption=22, caption_above=True,
+                         caption_at=(2, 2), caption_lines=1, font_size=15, ink="black", background="white",
+                         message_chars=30, message_lines=12, quality=80)
 
 
 def main(argv=None) -> int:
@@ -114,9 +93,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         rows = [row(name, Path(tmp)) for name in CROPS]
-    buf = io.BytesIO()
-    draw(rows).save(buf, format="JPEG", quality=80)
-    write_atomic(Path(args.output), buf.getvalue())
+    draw(rows, Path(args.output))
     print(args.output)
     return 0
 

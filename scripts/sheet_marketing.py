@@ -25,9 +25,8 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from skimage import data
 
 from designerbox.jobs.tool import run_tool
-from designerbox.store.png_metadata import write_atomic
+from designerbox.tools.contact_sheet import labelled_rows
 
-FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 BOLD = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
 
 
@@ -138,33 +137,9 @@ def main(argv=None) -> int:
         cells.append((out.image.convert("RGB"), note))
         print(note, file=sys.stderr)
     rows = [cells[:3] + cells[4:6], [cells[3]] + cells[6:]]
-    font = ImageFont.truetype(FONT, 15)
-    H, gap, cap = args.height, 16, 64
-    widths = [sum(round(im.width * H / im.height) for im, _ in row) + gap * (len(row) + 1) for row in rows]
-    sheet = Image.new("RGB", (max(widths), len(rows) * (H + cap + gap) + gap), "#E6E6E6")
-    draw = ImageDraw.Draw(sheet)
-    y = gap
-    for row in rows:
-        x = gap
-        for im, note in row:
-            w = round(im.width * H / im.height)
-            sheet.paste(im.resize((w, H), Image.LANCZOS), (x, y))
-            lines, line = [], ""
-            for word in note.split():  # the caption wrapped to the image's width, three lines at most
-                if line and draw.textlength(f"{line} {word}", font=font) > max(w, 120):
-                    lines.append(line)
-                    line = word
-                else:
-                    line = f"{line} {word}".strip()
-            for k, text in enumerate((lines + [line])[:3]):
-                draw.text((x, y + H + 4 + 19 * k), text, font=font, fill="#222222")
-            x += w + gap
-        y += H + cap + gap
     out_path = Path(args.output)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    sheet.save(buf, format="PNG" if out_path.suffix.lower() == ".png" else "JPEG", quality=90)
-    write_atomic(out_path, buf.getvalue())
+    labelled_rows([[(note, im) for im, note in row] for row in rows], out_path, height=args.height, gap=16,
+                  caption=64, caption_at=(0, 4), caption_lines=3, line_height=19, wrap_min=120, font_size=15)
     print(out_path)
     return 0
 

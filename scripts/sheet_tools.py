@@ -25,16 +25,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 from skimage import data
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sheet_marketing import logo  # noqa: E402  (the same drawn logos as the marketing sheet)
 
 from designerbox.jobs.tool import run_tool  # noqa: E402
-from designerbox.store.png_metadata import write_atomic  # noqa: E402
+from designerbox.tools.contact_sheet import labelled_rows  # noqa: E402
 
-FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 CROPS = {"astronaut": (130, 20, 386, 276), "coffee": (170, 60, 426, 316), "chelsea": (60, 0, 316, 256)}
 SPACE = {"headline": "Reach for the stars this summer", "subline": "Space camp for ages 10-16. Opens 1 July.",
          "cta": "Book a place"}
@@ -115,46 +114,11 @@ def row(name: str, cells: list[tuple]) -> list[tuple[str, Image.Image | str]]:
     return out
 
 
-def on_grey(im: Image.Image) -> Image.Image:
-    """RGB, transparency shown over the sheet's grey (round avatars, cut-outs)."""
-    if im.mode != "RGBA":
-        return im.convert("RGB")
-    back = Image.new("RGBA", im.size, (230, 230, 230, 255))
-    return Image.alpha_composite(back, im).convert("RGB")
-
-
-def draw(rows: list[list[tuple[str, Image.Image | str]]], height: int) -> Image.Image:
-    font = ImageFont.truetype(FONT, 14)
-    gap, cap = 10, 40
-    sized = [[(t, im if isinstance(im, str) else on_grey(im).resize(
-        (round(im.width * height / im.height), height), Image.LANCZOS)) for t, im in r] for r in rows]
-    widths = [sum(height if isinstance(im, str) else im.width for _, im in r) + gap * (len(r) + 1) for r in sized]
-    sheet = Image.new("RGB", (max(widths), len(rows) * (height + cap + gap) + gap), "#E6E6E6")
-    d = ImageDraw.Draw(sheet)
-    y = gap
-    for r in sized:
-        x = gap
-        for text, im in r:
-            w = height if isinstance(im, str) else im.width
-            if isinstance(im, str):
-                words, lines = im.split(), [""]
-                for word in words:
-                    lines[-1:] = [f"{lines[-1]} {word}".strip()] if len(lines[-1]) + len(word) < 34 else [lines[-1], word]
-                d.multiline_text((x + 4, y + 8), "\n".join(lines[:14]), fill="firebrick", font=font)
-            else:
-                sheet.paste(im, (x, y))
-            lines, line = [], ""
-            for word in text.split():  # the label wrapped to the cell, two lines at most
-                if line and d.textlength(f"{line} {word}", font=font) > max(w, 150):
-                    lines.append(line)
-                    line = word
-                else:
-                    line = f"{line} {word}".strip()
-            for k, t in enumerate((lines + [line])[:2]):
-                d.text((x, y + height + 3 + 17 * k), t, font=font, fill="#222222")
-            x += w + gap
-        y += height + cap + gap
-    return sheet
+def draw(rows: list[list[tuple[str, Image.Image | str]]], height: int, out: Path | None = None,
+         quality: int = 82) -> Image.Image:
+    """The sheet, written to out if given: captions under the cells, two lines at most; transparency
+    (round avatars, cut-outs) over the sheet's grey."""
+    return labelled_rows(rows, out, height=height, quality=quality)
 
 
 def main(argv=None) -> int:
@@ -165,13 +129,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         rows = [row(name, cells) for name, cells in jobs(Path(tmp)).items()]
-    buf = io.BytesIO()
     out = Path(args.output)
-    draw(rows, args.height).save(buf, format="PNG" if out.suffix.lower() == ".png" else "JPEG",
-                                 quality=args.quality, optimize=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(out, buf.getvalue())
-    print(f"{out} ({len(buf.getvalue()) // 1024} KB)")
+    draw(rows, args.height, out, args.quality)
+    print(f"{out} ({out.stat().st_size // 1024} KB)")
     return 0
 
 

@@ -1,7 +1,7 @@
 """A contact sheet of the headshot and avatar tools on skimage's astronaut (and avatars drawn from
 attributes by the built-in model), each output labelled with how it was made.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/sheet_portrait.py [-o docs/sheets/portrait-tools.jpg]
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/sheet_portrait.py [-o docs/sheets/portrait-tools.jpg]
 
 Every image goes through jobs.tool.run_tool (save=False: nothing is added to the gallery), as
 `designerbox tool headshot|avatar` runs it, with the models installed in DESIGNERBOX_HOME (the x4
@@ -11,17 +11,15 @@ upscale row needs esrgan-medium-x4: `designerbox assets install esrgan-medium-x4
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 import tempfile
 from pathlib import Path
 
-from PIL import Image, ImageDraw
+from PIL import Image
 from skimage import data
 
 from designerbox.jobs.tool import run_tool
-from designerbox.store.png_metadata import write_atomic
-from designerbox.tools.contact_sheet import _font
+from designerbox.tools.contact_sheet import labelled_rows
 
 CELL = 300  # row height in pixels
 
@@ -66,35 +64,17 @@ def main(argv=None) -> int:
                 images.append((label, out.image))
                 print(f"{title[:8]} {label}: {out.record['timings']['tool_s']:.1f} s", file=sys.stderr)
             rows.append((title, images))
-    sheet = draw(rows)
-    buf = io.BytesIO()
-    sheet.save(buf, format="JPEG", quality=90)
-    write_atomic(Path(args.output), buf.getvalue())
+    draw(rows, Path(args.output))
     print(args.output)
     return 0
 
 
-def draw(rows: list[tuple[str, list[tuple[str, Image.Image]]]]) -> Image.Image:
-    """Each row: its title, then its images at CELL px high (aspect kept) with a label under each."""
-    font, small = _font(18), _font(14)
-    widths = [sum(round(CELL * im.width / im.height) + 12 for _, im in images) + 12 for _, images in rows]
-    sheet = Image.new("RGB", (max(widths), len(rows) * (CELL + 64) + 8), "white")
-    d = ImageDraw.Draw(sheet)
-    y = 8
-    for title, images in rows:
-        d.text((12, y), title, fill="black", font=font)
-        x = 12
-        for label, im in images:
-            w = round(CELL * im.width / im.height)
-            cell = im.resize((w, CELL), Image.LANCZOS)
-            if cell.mode == "RGBA":  # a round avatar: on the sheet's white
-                sheet.paste(cell, (x, y + 26), cell)
-            else:
-                sheet.paste(cell.convert("RGB"), (x, y + 26))
-            d.text((x, y + 28 + CELL), label, fill=(60, 60, 60), font=small)
-            x += w + 12
-        y += CELL + 64
-    return sheet
+def draw(rows: list[tuple[str, list[tuple[str, Image.Image]]]], out: Path | None = None) -> Image.Image:
+    """Each row: its title, then its images at CELL px high (aspect kept) with a label under each; written
+    to out if given."""
+    return labelled_rows([images for _, images in rows], out, height=CELL, gap=12, top=8, caption=26,
+                         caption_at=(0, 2), caption_lines=1, ink=(60, 60, 60), background="white",
+                         titles=[title for title, _ in rows], paste_alpha=True, quality=90)
 
 
 if __name__ == "__main__":
