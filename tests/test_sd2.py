@@ -20,6 +20,8 @@ import pytest
 import torch
 from test_sdxl import open_clip_to_ldm
 from test_stable_diffusion import TINY_CLIP, TINY_UNET, TINY_VAE, unet_to_ldm, vae_to_ldm
+from tiny_checkpoints import add_model as _add
+from tiny_checkpoints import packaged_scheduler, save_both, tiny_models
 
 from designerbox.registry.files import ModelFileError
 
@@ -61,35 +63,17 @@ def to_sd2_ldm(unet, vae, text_encoder) -> dict:
 @pytest.fixture(scope="session")
 def tiny_sd2(tmp_path_factory, clip_cache):
     """(diffusers folder, single file, config folder) of one tiny random-weight SD 2.x (v-prediction)."""
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from safetensors.torch import save_file
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from diffusers import StableDiffusionPipeline
 
     from designerbox.registry.clip_tokenizer import clip_tokenizer
-    from designerbox.registry.user_checkpoints import packaged_config
 
-    root = tmp_path_factory.mktemp("sd2")
-    torch.manual_seed(0)
-    unet, vae = UNet2DConditionModel(**TINY_SD2_UNET), AutoencoderKL(**TINY_VAE)
-    text_encoder = CLIPTextModel(CLIPTextConfig(**TINY_OPEN_CLIP))
-    scheduler = EulerDiscreteScheduler.from_pretrained(str(packaged_config("sd2")), subfolder="scheduler")
+    unet, vae, text_encoder, _ = tiny_models(0, TINY_SD2_UNET, TINY_VAE, clip=TINY_OPEN_CLIP)
+    scheduler = packaged_scheduler("sd2")
     assert scheduler.config.prediction_type == "v_prediction"
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=clip_tokenizer(clip_cache, "!"),
                                    unet=unet, scheduler=scheduler, safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
-    pipe.save_pretrained(root / "tiny-sd2", safe_serialization=True)
-    single = root / "tiny-sd2.safetensors"
-    save_file({k: v.contiguous() for k, v in to_sd2_ldm(unet, vae, text_encoder).items()}, str(single))
-    config = root / "tiny-config"  # the architecture of the single file: the folder without weights or tokenizer
-    shutil.copytree(root / "tiny-sd2", config, ignore=shutil.ignore_patterns("*.safetensors", "tokenizer"))
-    return root / "tiny-sd2", single, config
-
-
-def _add(args, capsys):
-    from designerbox.cli import main
-
-    assert main(["models", "add", *map(str, args), "--json"]) == 0
-    return json.loads(capsys.readouterr().out)
+    return save_both(tmp_path_factory.mktemp("sd2"), "tiny-sd2", pipe, to_sd2_ldm(unet, vae, text_encoder))
 
 
 def _generate(model_id, out, sampler="euler"):

@@ -18,6 +18,8 @@ import shutil
 import pytest
 import torch
 from test_stable_diffusion import TINY_CLIP, TINY_VAE, clip_to_ldm, unet_to_ldm, vae_to_ldm
+from tiny_checkpoints import add_model as _add
+from tiny_checkpoints import packaged_scheduler, save_both, tiny_models
 
 from designerbox.registry.files import ModelFileError
 
@@ -92,37 +94,18 @@ def to_sdxl_ldm(unet, vae, text_encoder, text_encoder_2) -> dict:
 @pytest.fixture(scope="session")
 def tiny_sdxl(tmp_path_factory, clip_cache):
     """(diffusers folder, single file, config folder) of one tiny random-weight SDXL."""
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
-    from safetensors.torch import save_file
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+    from diffusers import StableDiffusionXLPipeline
 
     from designerbox.registry.clip_tokenizer import clip_tokenizer
-    from designerbox.registry.user_checkpoints import packaged_config
 
-    root = tmp_path_factory.mktemp("sdxl")
-    torch.manual_seed(0)
-    unet, vae = UNet2DConditionModel(**TINY_XL_UNET), AutoencoderKL(**TINY_XL_VAE)
-    text_encoder = CLIPTextModel(CLIPTextConfig(**TINY_CLIP))
-    text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**TINY_CLIP_2))
-    scheduler = EulerDiscreteScheduler.from_pretrained(str(packaged_config("sdxl")), subfolder="scheduler")
+    unet, vae, text_encoder, text_encoder_2 = tiny_models(0, TINY_XL_UNET, TINY_XL_VAE, clip=TINY_CLIP,
+                                                          clip_2=TINY_CLIP_2)
     pipe = StableDiffusionXLPipeline(vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2,
                                      tokenizer=clip_tokenizer(clip_cache), tokenizer_2=clip_tokenizer(clip_cache, "!"),
-                                     unet=unet, scheduler=scheduler, force_zeros_for_empty_prompt=True,
+                                     unet=unet, scheduler=packaged_scheduler("sdxl"), force_zeros_for_empty_prompt=True,
                                      add_watermarker=False)
-    pipe.save_pretrained(root / "tiny-sdxl", safe_serialization=True)
-    single = root / "tiny-sdxl.safetensors"
-    ldm = to_sdxl_ldm(unet, vae, text_encoder, text_encoder_2)
-    save_file({k: v.contiguous() for k, v in ldm.items()}, str(single))
-    config = root / "tiny-config"  # the architecture of the single file: the folder without weights or tokenizers
-    shutil.copytree(root / "tiny-sdxl", config, ignore=shutil.ignore_patterns("*.safetensors", "tokenizer*"))
-    return root / "tiny-sdxl", single, config
-
-
-def _add(args, capsys):
-    from designerbox.cli import main
-
-    assert main(["models", "add", *map(str, args), "--json"]) == 0
-    return json.loads(capsys.readouterr().out)
+    return save_both(tmp_path_factory.mktemp("sdxl"), "tiny-sdxl", pipe,
+                     to_sdxl_ldm(unet, vae, text_encoder, text_encoder_2))
 
 
 def _generate(model_id, out, negative=NEGATIVE, sampler="euler"):

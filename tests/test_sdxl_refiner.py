@@ -6,7 +6,6 @@ request (`refiner`), and matching diffusers' own img2img pipeline."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -14,6 +13,8 @@ import torch
 from PIL import Image
 from test_sdxl import TINY_CLIP_2, TINY_XL_UNET, TINY_XL_VAE, open_clip_to_ldm, sdxl_unet_to_ldm, tiny_sdxl  # noqa: F401
 from test_stable_diffusion import vae_to_ldm
+from tiny_checkpoints import add_model as _add
+from tiny_checkpoints import packaged_scheduler, save_both, tiny_models
 
 PROMPT, NEGATIVE = "a photo of a cat", "blurry"
 SEEDS = [3, 4]
@@ -26,37 +27,18 @@ TINY_REFINER_UNET = dict(TINY_XL_UNET, cross_attention_dim=32,  # bigG's states 
 @pytest.fixture(scope="session")
 def tiny_refiner(tmp_path_factory, clip_cache):
     """(diffusers folder, single file, config folder) of one tiny random-weight SDXL refiner."""
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLImg2ImgPipeline, UNet2DConditionModel
-    from safetensors.torch import save_file
-    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+    from diffusers import StableDiffusionXLImg2ImgPipeline
 
     from designerbox.registry.clip_tokenizer import clip_tokenizer
-    from designerbox.registry.user_checkpoints import packaged_config
 
-    root = tmp_path_factory.mktemp("refiner")
-    torch.manual_seed(1)
-    unet, vae = UNet2DConditionModel(**TINY_REFINER_UNET), AutoencoderKL(**TINY_XL_VAE)
-    text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**TINY_CLIP_2))
-    scheduler = EulerDiscreteScheduler.from_pretrained(str(packaged_config("sdxl-refiner")), subfolder="scheduler")
+    unet, vae, _, text_encoder_2 = tiny_models(1, TINY_REFINER_UNET, TINY_XL_VAE, clip_2=TINY_CLIP_2)
     pipe = StableDiffusionXLImg2ImgPipeline(vae=vae, text_encoder=None, text_encoder_2=text_encoder_2, tokenizer=None,
-                                            tokenizer_2=clip_tokenizer(clip_cache, "!"), unet=unet, scheduler=scheduler,
-                                            requires_aesthetics_score=True, force_zeros_for_empty_prompt=False,
-                                            add_watermarker=False)
-    pipe.save_pretrained(root / "tiny-refiner", safe_serialization=True)
-    single = root / "tiny-refiner.safetensors"
+                                            tokenizer_2=clip_tokenizer(clip_cache, "!"), unet=unet,
+                                            scheduler=packaged_scheduler("sdxl-refiner"), requires_aesthetics_score=True,
+                                            force_zeros_for_empty_prompt=False, add_watermarker=False)
     ldm = (sdxl_unet_to_ldm(unet.state_dict(), unet.config) | vae_to_ldm(vae.state_dict(), vae.config)
            | open_clip_to_ldm(text_encoder_2.state_dict(), prefix="conditioner.embedders.0.model."))
-    save_file({k: v.contiguous() for k, v in ldm.items()}, str(single))
-    config = root / "tiny-config"
-    shutil.copytree(root / "tiny-refiner", config, ignore=shutil.ignore_patterns("*.safetensors", "tokenizer*"))
-    return root / "tiny-refiner", single, config
-
-
-def _add(args, capsys):
-    from designerbox.cli import main
-
-    assert main(["models", "add", *map(str, args), "--json"]) == 0
-    return json.loads(capsys.readouterr().out)
+    return save_both(tmp_path_factory.mktemp("refiner"), "tiny-refiner", pipe, ldm)
 
 
 def _load(model_id, home):

@@ -14,10 +14,11 @@ clip_cache fixture of conftest.py); tests that need it are skipped when pip cann
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 import torch
+from tiny_checkpoints import add_model as _add
+from tiny_checkpoints import packaged_scheduler, save_both, tiny_models
 
 from designerbox.registry.files import ModelFileError
 
@@ -122,28 +123,15 @@ def to_ldm(unet, vae, text_encoder) -> dict:
 @pytest.fixture(scope="session")
 def tiny_sd(tmp_path_factory, clip_cache):
     """(diffusers folder, single file, config folder) of one tiny random-weight SD 1.x model."""
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from safetensors.torch import save_file
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from diffusers import StableDiffusionPipeline
 
     from designerbox.registry.clip_tokenizer import clip_tokenizer
 
-    root = tmp_path_factory.mktemp("sd")
-    torch.manual_seed(0)
-    unet, vae = UNet2DConditionModel(**TINY_UNET), AutoencoderKL(**TINY_VAE)
-    text_encoder = CLIPTextModel(CLIPTextConfig(**TINY_CLIP))
-    scheduler = EulerDiscreteScheduler.from_pretrained(
-        str(__import__("designerbox.registry.user_checkpoints", fromlist=["x"]).packaged_config("sd15")),
-        subfolder="scheduler")
+    unet, vae, text_encoder, _ = tiny_models(0, TINY_UNET, TINY_VAE, clip=TINY_CLIP)
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=clip_tokenizer(clip_cache),
-                                   unet=unet, scheduler=scheduler, safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
-    pipe.save_pretrained(root / "tiny-sd15", safe_serialization=True)
-    single = root / "tiny-sd15.safetensors"
-    save_file({k: v.contiguous() for k, v in to_ldm(unet, vae, text_encoder).items()}, str(single))
-    config = root / "tiny-config"  # the architecture of the single file: the folder without weights
-    shutil.copytree(root / "tiny-sd15", config, ignore=shutil.ignore_patterns("*.safetensors", "tokenizer"))
-    return root / "tiny-sd15", single, config
+                                   unet=unet, scheduler=packaged_scheduler("sd15"), safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
+    return save_both(tmp_path_factory.mktemp("sd"), "tiny-sd15", pipe, to_ldm(unet, vae, text_encoder))
 
 
 # --- the tokenizer -----------------------------------------------------------------------------------
@@ -214,13 +202,6 @@ def test_a_diffusers_folder_is_recognised(tiny_sd):
 
 
 # --- add, load, generate -------------------------------------------------------------------------------
-
-def _add(args, capsys):
-    from designerbox.cli import main
-
-    assert main(["models", "add", *map(str, args), "--json"]) == 0
-    return json.loads(capsys.readouterr().out)
-
 
 def _generate(model_id, out, sampler="euler", extra=()):
     from designerbox.cli import main
