@@ -105,7 +105,7 @@ def test_cli(tmp_path, photo, home, capsys):
     assert zipfile.ZipFile(out / "s.zip").namelist() == ["mug-social-x-post.png", "mug-social-tiktok.png"]
     capsys.readouterr()
     assert main(["tool", "social", str(photo), "--set", "fit=squash"]) == 2
-    assert "fit: Input should be 'auto', 'crop' or 'pad'" in capsys.readouterr().err
+    assert "fit: Input should be 'auto', 'crop', 'pad' or 'outpaint'" in capsys.readouterr().err
     assert main(["tool", "product", str(photo), "--prompt", "x"]) == 2
     assert "does not take a prompt" in capsys.readouterr().err
     assert main(["tool", "product", "--set", "oops"]) == 2

@@ -113,8 +113,8 @@ class StudioContext:
     def __init__(self, studio: "Studio"):
         self.studio = studio
 
-    def installed(self, kind: str) -> list[str]:
-        return [m.id for m in self.studio.registry.list(kind=kind)]
+    def installed(self, kind: str, families: tuple[str, ...] | None = None) -> list[str]:
+        return [m.id for m in self.studio.registry.list(kind=kind) if families is None or m.family in families]
 
     def model(self, model_id: str):
         return self.studio.model(model_id)
@@ -133,6 +133,51 @@ class StudioContext:
                                     + base64.b64encode(buf.getvalue()).decode())
         out = self.studio.generate(request, save=False)[0]
         return out.image, out.record
+
+    def outpaint(self, image: Image.Image, extend: tuple[float, float, float, float], *, prompt: str, model: str,
+                 seed: int | None = None, negative_prompt: str = "", side: int | None = None) -> tuple[Image.Image, dict]:
+        """The image on a canvas larger by `extend` (left, top, right, bottom, in the image's pixels), the border
+        drawn by `model` through the generation path's outpainting (as `generate --init-image --extend`: the
+        border, and a few pixels into the picture, inpainted). First the picture and border are scaled, up or
+        down, so the canvas is what the model draws well: its long side `side` (default 1.5x the model's
+        native side; at most its max_size), its short side at least its min_size, both multiples of its
+        size_multiple. Returns (the canvas, its generation record), the record's "outpaint" saying where the
+        picture lies in the canvas."""
+        import base64
+
+        from designerbox.jobs.schema import GenerationRequest
+
+        m = self.studio.registry.get(model)
+        if m.kind != "diffusion" or m.defaults is None:
+            raise ValueError(f"model {model!r} is a {m.kind} model and cannot outpaint; installed diffusion models: "
+                             f"{', '.join(self.installed('diffusion')) or 'none'}")
+        w, h = image.size
+        left, top, right, bottom = (max(0.0, float(e)) for e in extend)
+        W0, H0 = w + left + right, h + top + bottom
+        scale = min(m.max_size, side or int(1.5 * max(m.native_size))) / max(W0, H0)
+        if min(W0, H0) * scale < m.min_size:  # a small picture is enlarged to what the model draws
+            scale = m.min_size / min(W0, H0)
+        k = m.size_multiple
+        pw, ph = max(1, round(w * scale)), max(1, round(h * scale))
+        W, H = (max(-(-pw // k) * k, round(W0 * scale / k) * k), max(-(-ph // k) * k, round(H0 * scale / k) * k))
+        if max(W, H) > m.max_size or min(W, H) < m.min_size:
+            raise ValueError(f"model {model!r} draws sides of {m.min_size} to {m.max_size} px: it cannot draw the "
+                             f"{W}x{H} canvas this outpainting needs (aspect {W0 / H0:.3f}); choose a Stable "
+                             f"Diffusion model (installed diffusion models: {', '.join(self.installed('diffusion'))})")
+        # the rounding slack goes to the sides that grow, in proportion (both sides when neither does)
+        dx, dy = W - pw, H - ph
+        L = round(dx * left / (left + right)) if left + right else dx // 2
+        T = round(dy * top / (top + bottom)) if top + bottom else dy // 2
+        if dx == dy == 0:
+            raise ValueError(f"nothing to outpaint: the {w}x{h} picture already fills the {W}x{H} canvas")
+        buf = io.BytesIO()
+        image.convert("RGB").resize((pw, ph), Image.LANCZOS).save(buf, format="PNG")
+        request = GenerationRequest(prompt=prompt, negative_prompt=negative_prompt, model=model, seed=seed,
+                                    init_image="data:image/png;base64," + base64.b64encode(buf.getvalue()).decode(),
+                                    extend=(L, T, dx - L, dy - T))
+        out = self.studio.generate(request, save=False)[0]
+        return out.image, dict(out.record, outpaint={"scale": round(scale, 5), "picture": [L, T, pw, ph],
+                                                     "extend": [L, T, dx - L, dy - T], "canvas": [W, H]})
 
     def txt2img(self, prompt: str, *, model: str | None = None, width: int | None = None, height: int | None = None,
                 seed: int | None = None, style: str | None = None, negative_prompt: str = "") -> tuple[Image.Image, dict]:

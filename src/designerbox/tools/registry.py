@@ -8,7 +8,8 @@ A tool is a module in `designerbox.tools` that defines `TOOL = Tool(...)`:
     prompt_field    the option that holds a prompt, when the tool can start from a generated image
     uses_models     run(image, options, ctx) instead: ctx (a ToolContext, built by the job from the
                     Studio) gives installed models and the generation path (enhance, style); or a
-                    function of the options saying when it does (product: only to draw a scene_prompt)
+                    function of the options saying when it does (product: only to draw a scene_prompt;
+                    social: only to outpaint)
 
 Importing this module imports no tool; `get_tool` imports the one asked for.
 """
@@ -54,8 +55,8 @@ class ToolImage:
 class ToolContext(Protocol):
     """What a tool with `uses_models` may use beyond its input; jobs/tool.py builds it from the Studio."""
 
-    def installed(self, kind: str) -> list[str]:
-        """Ids of the installed models of a kind ("upscaler", "filter", "diffusion"...)."""
+    def installed(self, kind: str, families: tuple[str, ...] | None = None) -> list[str]:
+        """Ids of the installed models of a kind ("upscaler", "filter", "diffusion"...), of those families if given."""
 
     def model(self, model_id: str) -> tuple[Any, Any]:
         """(manifest, loaded model) of an installed model, cached by the Studio; errors list the installed ones."""
@@ -63,6 +64,13 @@ class ToolContext(Protocol):
     def img2img(self, image: Image.Image, *, prompt: str, model: str, strength: float, style: str | None = None,
                 negative_prompt: str = "", seed: int | None = None) -> tuple[Image.Image, dict]:
         """The generation path on an init image (as `generate --init-image`): the image and its record."""
+
+    def outpaint(self, image: Image.Image, extend: tuple[float, float, float, float], *, prompt: str, model: str,
+                 seed: int | None = None, negative_prompt: str = "", side: int | None = None) -> tuple[Image.Image, dict]:
+        """The generation path's outpainting: the image on a canvas larger by extend (left, top, right, bottom,
+        image pixels), the border drawn; scaled to what the model draws (long side `side`, default 1.5x the
+        model's native side). (canvas, record); the record's
+        "outpaint" gives the canvas size, the picture's place in it [left, top, w, h], extend and scale."""
 
     def txt2img(self, prompt: str, *, model: str | None = None, width: int | None = None, height: int | None = None,
                 seed: int | None = None, style: str | None = None, negative_prompt: str = "") -> tuple[Image.Image, dict]:
