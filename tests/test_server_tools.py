@@ -64,7 +64,7 @@ def test_list_tools_is_the_registry(client):
     amazon = next(p for p in product["presets"] if p["id"] == "amazon")
     assert amazon["options"]["width"] == 2000 and amazon["name"]
     social = client.get("/api/v1/tools/social").json()
-    assert social["prompt_field"] == "prompt" and social["options"]["properties"]["fit"]["enum"] == ["auto", "crop", "pad"]
+    assert social["prompt_field"] == "prompt" and social["options"]["properties"]["fit"]["enum"] == ["auto", "crop", "pad", "outpaint"]
 
 
 def test_social_json_data_url_to_gallery(client, astronaut):
@@ -112,7 +112,7 @@ def test_bad_requests_name_the_valid_choices(client, astronaut):
     r = client.post("/api/v1/tools/social", json={**one, "options": {"zoom": 2}})
     assert r.status_code == 422 and "unknown option 'zoom'" in r.text and "sizes, fit" in r.text
     r = client.post("/api/v1/tools/social", json={**one, "options": {"fit": "stretch"}})
-    assert r.status_code == 422 and "'auto', 'crop' or 'pad'" in r.text
+    assert r.status_code == 422 and "'auto', 'crop', 'pad' or 'outpaint'" in r.text
     r = client.post("/api/v1/tools/social", json={**one, "options": {"sizes": ["myspace"]}})
     assert r.status_code == 422 and "valid sizes: " in r.text and "instagram-post" in r.text
     r = client.post("/api/v1/tools/product", json={**one, "preset": "walmart"})
