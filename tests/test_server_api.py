@@ -73,6 +73,7 @@ def test_gallery_filters_search_download_delete(client):
     soon = (datetime.now(timezone.utc) + timedelta(minutes=5)).isoformat()
     assert client.get("/api/v1/images", params={"since": soon}).json()["images"] == []
     assert len(client.get("/api/v1/images", params={"until": soon, "q": "tree"}).json()["images"]) == 1
+    assert client.get("/api/v1/images", params={"offset": 2**63}).status_code == 422  # past SQLite's INTEGER: refused
     image_id = found[0]["id"]
     download = client.get(f"/api/v1/images/{image_id}.png", params={"download": "true"})
     assert download.headers["content-disposition"].startswith("attachment")

@@ -33,7 +33,7 @@ def list_images(request: Request, studio: StudioDep, user: CurrentUser,
                 until: Annotated[datetime | None, Query(description="created before")] = None,
                 owner: Annotated[str | None, Query(max_length=64, description="admins: only this user's")] = None,
                 limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                offset: Annotated[int, Query(ge=0)] = 0) -> ImageList:
+                offset: Annotated[int, Query(ge=0, le=2**62, description="images to skip")] = 0) -> ImageList:
     rows = studio.gallery.list(limit=limit, model=model, search=q, since=since, until=until, offset=offset,
                                owner=owner_filter(user) or owner)
     return ImageList(images=[image_public(r, request) for r in rows])
