@@ -17,7 +17,9 @@
 # A network with cross-attention (training/grow.py) trains from a token shard
 # (`designerbox data shard --data data/full-v2 --out shard/full-v2-32-tokens --tokens`: images, token ids
 # and a 14 MB cut-down text encoder; token states are computed on the GPU at start). GROW=1 grows
-# MODEL on the machine first (deterministic, so only the 7 MB v1 weights travel, not the 14 MB grown ones):
+# MODEL on the machine first (deterministic, so only the 7 MB v1 weights travel, not the 14 MB grown ones).
+# Sizes on 2026-11-27: shard 48.4 MB + wheels 6.4 MB + the tree 11.4 MB once the other models' weights are
+# moved out = 66.2 MB of the 67.1 MB (64 MiB) allowed; move docs/sheets/*.jpg out too for some room:
 #   run(command="GROW=1 MODEL=dbx-base-v1 DATA=shard/full-v2-32-tokens bash scripts/gpu/train_diffusion.sh 7 2048 1e-3",
 #       carry=["shard/full-v2-32-tokens", ".whl"], timeout_s=540)
 # Then here: copy the files under files_at/model/ into src/designerbox/weights/$MODEL/ (the weights
