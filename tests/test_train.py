@@ -6,6 +6,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from designerbox.registry.discovery import Registry
 from designerbox.registry.loading import load_model
@@ -93,3 +94,22 @@ def test_shard_round_trip_and_training_from_it(dataset, tiny_model_dir, tmp_path
     state = train(TrainConfig(data=str(tmp_path / "shard"), model_dir=str(model_dir), run_dir=str(tmp_path / "run"),
                               max_steps=2, batch_size=4, resolution=16), log=lambda *_: None)
     assert state["step"] == 2
+
+
+def test_resumed_run_draws_what_an_uninterrupted_one_would(dataset, tiny_model_dir, tmp_path):
+    """Batches, timesteps and noise are seeded by the step: 2 + 2 steps equal 4 in one call (a resumed
+    call once replayed the first call's batches, so the loss fell on them and rose past them)."""
+    def run(name, stops):
+        model_dir = tmp_path / f"model-{name}"
+        shutil.copytree(tiny_model_dir, model_dir)
+        cfg = TrainConfig(data=str(dataset), model_dir=str(model_dir), run_dir=str(tmp_path / f"run-{name}"),
+                          minutes=5, batch_size=4, resolution=16, log_every=1, warmup_steps=2, export=False)
+        for stop in stops:
+            train(TrainConfig(**{**cfg.__dict__, "max_steps": stop}), log=lambda *_: None)
+        log = (tmp_path / f"run-{name}" / "log.jsonl").read_text().splitlines()
+        return [json.loads(line)["loss"] for line in log], load_file(str(tmp_path / f"run-{name}" / "model.safetensors"))
+
+    losses_once, weights_once = run("once", [4])
+    losses_split, weights_split = run("split", [2, 4])
+    assert losses_split == losses_once
+    assert all(torch.equal(weights_once[k], weights_split[k]) for k in weights_once)

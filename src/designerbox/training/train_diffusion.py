@@ -198,7 +198,6 @@ def train(cfg: TrainConfig, log=print) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    gen = torch.Generator(device=device).manual_seed(cfg.seed)  # on the device: no host work per step
 
     # 1. data and text embeddings (token states too for a network with cross-attention)
     tokens = uses_tokens(json.loads((model_dir / "unet" / "config.json").read_text()))
@@ -233,6 +232,9 @@ def train(cfg: TrainConfig, log=print) -> dict:
     if ema is None:
         ema = {k: v.detach().clone().float() for k, v in unet.state_dict().items()}
     params = [p for _, p in unet.named_parameters()]
+    # batches, timesteps and noise drawn on the device (no host work per step), reseeded by the step
+    # number: a resumed run draws what an uninterrupted one would, never the batches of the call before
+    gen = torch.Generator(device=device)
     ema_params = [ema[k] for k, _ in unet.named_parameters()]  # buffers (none in this UNet) stay as loaded
 
     # 3. the noise table (v-prediction) and the min-SNR loss weights
@@ -264,6 +266,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
     with (run_dir / "log.jsonl").open("a") as log_file:
         while time.time() - t_start < cfg.minutes * 60 and not (cfg.max_steps and state["step"] >= cfg.max_steps):
             step_t0 = time.time()
+            gen.manual_seed(cfg.seed * 1_000_003 + state["step"])
             idx = torch.randint(0, n, (cfg.batch_size,), generator=gen, device=device)
             var = torch.randint(0, n_var, (cfg.batch_size,), generator=gen, device=device)
             x0 = x_all[idx]                                                 # (B, 3, R, R)
