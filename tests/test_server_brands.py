@@ -112,7 +112,8 @@ def test_marketing_over_rest_with_a_saved_kit(users, hero):
     r = alice.post("/api/v1/tools/marketing", json=body)
     assert r.status_code == 202, r.text
     queued = r.json()["request"]["options"]["brand"]
-    assert queued["name"] == "Shop" and queued["colours"]["primary"] == RED and queued["logo"].startswith("data:")
+    assert queued["name"] == "Shop" and queued["colours"]["primary"] == RED
+    assert set(queued["logo"]) == {"sha256", "bytes"}  # the logo is kept as a file, the job names it
     done = wait_job(alice, r.json()["id"], timeout=300)
     assert done["state"] == "succeeded", done["error"]
     (image_id,) = done["images"]

@@ -8,6 +8,9 @@ Every tool in the registry is reachable: nothing here names one. At submit, the 
 4xx naming the valid choices, never a failed job. Uploaded images are kept as files under the
 gallery folder (`inputs/ab/<sha256>`, written atomically; a cluster shares that folder), and the
 queued request holds their names and hashes, not their bytes: a retry runs on the same files.
+Images inside the options (the style tool's style_image, a brand kit's logo: data URLs, at any depth) go
+the same way: each is checked as an upload, stored once under its sha256, and queued as a reference
+{"sha256": ..., "bytes": N}; the worker hands the tool that file's path (`resolve_option_images`).
 A tool that can start from a prompt (its `prompt_field`) gets its seed fixed here, as a generation does.
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 import secrets
 from pathlib import Path
 from typing import Callable
@@ -34,6 +38,8 @@ from designerbox.tools.image_input import ImageInputError, load_image
 from designerbox.tools.registry import TOOL_MODULES, Tool, get_tool
 
 MAX_INPUTS = 16
+DATA_URL = re.compile(r"data:[^,\s]*,")   # a data URL's head, e.g. "data:image/png;base64,"
+SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class ToolInput(BaseModel):
@@ -50,7 +56,8 @@ class ToolJobRequest(BaseModel):
 
     tool: str
     inputs: list[ToolInput] = Field(default_factory=list)
-    options: dict = Field(default_factory=dict)   # as given (validated at submit), seed fixed for prompt tools
+    options: dict = Field(default_factory=dict)   # as given (validated at submit), seed fixed for prompt tools,
+                                                  # images as {"sha256", "bytes"} references to input files
     preset: str | None = None
 
 
@@ -94,7 +101,11 @@ def resolve_options(tool: Tool, options: dict, preset: str | None) -> BaseModel:
 def refuse_server_paths(value, where: str = "options") -> None:
     """Some tools take an image by path in their options (a style picture, a brand kit's logo): over the
     API that would read files on the server (another user's gallery, say). Any option value, at any depth,
-    that names an existing file or folder here is refused; images go in as data URLs."""
+    that names an existing file or folder here is refused, and so is one shaped as a stored image's
+    reference (only the server writes those, from data URLs); images go in as data URLs."""
+    if is_image_ref(value):
+        raise InvalidRequest(f"{where}: stored images are not named in a request; give an image as a data URL "
+                             "(data:image/png;base64,...)", "options")
     if isinstance(value, dict):
         for k, v in value.items():
             refuse_server_paths(v, f"{where}.{k}")
@@ -140,15 +151,73 @@ def check_upload(name: str, data: bytes, field: str, limit: int) -> None:
         raise InvalidRequest(f"{field}: {err}", field) from None
 
 
+def input_file(sha: str) -> Path:
+    """Where an uploaded image is kept, relative to the gallery folder."""
+    return Path("inputs") / sha[:2] / sha
+
+
 def store_input(root: Path, name: str, data: bytes) -> ToolInput:
     """The upload under root/inputs/ab/<sha256> (atomically; once)."""
     sha = hashlib.sha256(data).hexdigest()
-    rel = Path("inputs") / sha[:2] / sha
+    rel = input_file(sha)
     path = root / rel
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, data)
     return ToolInput(name=Path(name).name or "upload", sha256=sha, path=str(rel), bytes=len(data))
+
+
+def is_image_ref(value) -> bool:
+    """{"sha256": <64 hex>, "bytes": N}: an option image stored by `option_images`."""
+    return (isinstance(value, dict) and set(value) == {"sha256", "bytes"} and isinstance(value["sha256"], str)
+            and SHA256.fullmatch(value["sha256"]) is not None)
+
+
+def option_images(value, limit: int, found: dict[str, bytes], where: str = "options"):
+    """`value` with every data URL in it (any depth) decoded and checked as an upload (a 422 / 413 naming where
+    it is) and replaced by its reference {"sha256", "bytes"}; the bytes go into `found` by sha256, to be stored."""
+    if isinstance(value, dict):
+        return {k: option_images(v, limit, found, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [option_images(v, limit, found, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, str) and DATA_URL.match(value):
+        data = decode_data_url(value, where, limit)
+        check_upload(where, data, where, limit)
+        sha = hashlib.sha256(data).hexdigest()
+        found[sha] = data
+        return {"sha256": sha, "bytes": len(data)}
+    return value
+
+
+def resolve_option_images(root: Path, value, paths: dict[str, dict]):
+    """Queued options with each image reference replaced by its file's path under root/inputs (built from the
+    hash alone); `paths` gets path -> reference, to show the reference again in the records."""
+    if is_image_ref(value):
+        path = root / input_file(value["sha256"])
+        if not path.is_file():
+            raise ValueError(f"an image of this job's options ({value['sha256'][:16]}) is no longer on the server; "
+                             "submit the job again with the image")
+        paths[str(path)] = value
+        return str(path)
+    if isinstance(value, dict):
+        return {k: resolve_option_images(root, v, paths) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve_option_images(root, v, paths) for v in value]
+    return value
+
+
+def show_refs(value, paths: dict[str, dict]):
+    """A record with the server paths of `resolve_option_images` (or a tool's cut of one, as style's details
+    keep 200 characters) put back as their references: records name no server folders."""
+    if isinstance(value, dict):
+        return {k: show_refs(v, paths) for k, v in value.items()}
+    if isinstance(value, list):
+        return [show_refs(v, paths) for v in value]
+    if isinstance(value, str) and len(value) >= 64:
+        for path, ref in paths.items():
+            if path.startswith(value):
+                return ref
+    return value
 
 
 def submit_tool(studio: Studio, queue: JobQueue, events: EventLog, name: str, uploads: list[tuple[str, bytes]],
@@ -176,12 +245,16 @@ def submit_tool(studio: Studio, queue: JobQueue, events: EventLog, name: str, up
     limit = studio.settings.max_image_bytes
     for i, (fname, data) in enumerate(uploads):
         check_upload(fname, data, f"inputs[{i}]", limit)
+    images: dict[str, bytes] = {}
+    options = option_images(options, limit, images)
     if callback_url is not None:
         try:
             check_callback_url(callback_url, studio.settings.webhook_hosts)
         except CallbackURLError as err:
             raise InvalidRequest(str(err), "callback_url") from None
     root = studio.settings.gallery_root
+    for sha, data in images.items():
+        store_input(root, sha, data)
     request = ToolJobRequest(tool=tool.name, inputs=[store_input(root, f, d) for f, d in uploads],
                              options=options, preset=preset)
     row = queue.submit(request.model_dump(mode="json"), user=user.name, priority=priority, source=source,
@@ -198,13 +271,27 @@ def run_tool_job(studio: Studio, request: dict, progress: Callable[[dict], None]
 
     req = ToolJobRequest(**request)
     root = studio.settings.gallery_root
+    paths: dict[str, dict] = {}
+    options = resolve_option_images(root, req.options, paths)
     if not req.inputs:  # the tool draws its own input from a prompt
-        outputs = run_tool(req.tool, [], req.options, req.preset, studio=studio, save=False)
+        outputs = run_tool(req.tool, [], options, req.preset, studio=studio, save=False)
         progress({"i": 0, "total": 1})
-        return outputs
+        return _shown(outputs, paths)
     outputs = []
     for i, item in enumerate(req.inputs):
         data = (root / item.path).read_bytes()
-        outputs += run_tool(req.tool, [(item.name, data)], req.options, req.preset, studio=studio, save=False)
+        outputs += _shown(run_tool(req.tool, [(item.name, data)], options, req.preset, studio=studio, save=False),
+                          paths)
         progress({"i": i, "total": len(req.inputs)})
+    return outputs
+
+
+def _shown(outputs: list, paths: dict[str, dict]) -> list:
+    """The outputs with their records (and the PNGs that carry them) naming option images by reference."""
+    from designerbox.jobs.tool import png_bytes
+
+    if paths:
+        for out in outputs:
+            out.record = show_refs(out.record, paths)
+            out.png = png_bytes(out.image, out.record)
     return outputs

@@ -159,8 +159,9 @@ def list_fonts() -> list[dict]:
 
 
 def brand_option(brands: BrandStore, user: User, options: dict) -> dict:
-    """A tool's options with `"brand": "NAME"` replaced by the caller's saved kit (its logo as a data URL,
-    so the queued job holds the kit as it was: a retry draws the same); 422 naming the caller's kits."""
+    """A tool's options with `"brand": "NAME"` replaced by the caller's saved kit (its logo as a data URL, which
+    submit_tool keeps as an input file, so the queued job holds the kit as it was: a retry draws the same);
+    422 naming the caller's kits."""
     name = options.get("brand") if isinstance(options, dict) else None
     if not isinstance(name, str):
         return options

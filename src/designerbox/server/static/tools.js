@@ -168,7 +168,7 @@ function reuseToolSettings(record) {
   $("tool-preset").value = record.tool.preset || "";
   for (const [name, value] of Object.entries(record.request.options || {})) {
     const input = document.querySelector(`#tool-options [data-option="${name}"]`);
-    if (!input) continue;
+    if (!input || (value && typeof value === "object" && !Array.isArray(value))) continue;  // a stored image: chosen again
     input.value = input.tagName === "SELECT" ? JSON.stringify(value) : Array.isArray(value) ? value.join(",") : value;
   }
   showPanel("tools");
