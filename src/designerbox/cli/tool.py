@@ -2,7 +2,7 @@
 `designerbox tool list`: the creation tools from the command line. Parses, then calls
 jobs.tool.run_tool and jobs.tool.export, the same functions the REST API will call.
 
-(A module beside cli.py rather than in tools/: it imports jobs and the Studio, which sit above tools.)
+(In cli/ rather than in tools/: it imports jobs and the Studio, which sit above tools.)
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 
-def add_parser(sub) -> None:
+def add_parsers(sub) -> None:
     t = sub.add_parser("tool", help="creation tools: product photos, social sizes ... (`designerbox tool list`)",
                        add_help=False)
     t.add_argument("name", nargs="?", default="list", help="a tool (product, social, marketing ...), or `list`")
@@ -75,7 +75,7 @@ def cmd_tool(ns) -> int:
     if args.brand is not None:
         if "brand" not in tool.options.model_fields:
             raise ValueError(f"the {tool.name} tool takes no brand kit (--brand is for the marketing tool)")
-        from designerbox.cli_brand import load_brand
+        from designerbox.cli.brand import load_brand
 
         options["brand"] = load_brand(args.brand, args.user)
     from designerbox.jobs.tool import export, run_tool

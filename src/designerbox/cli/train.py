@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from designerbox.cli import CLIError
+from designerbox.cli.common import CLIError
 
 
 def cmd_data(args) -> int:

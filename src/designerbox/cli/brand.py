@@ -7,7 +7,7 @@ import io
 import json
 
 
-def add_parser(sub) -> None:
+def add_parsers(sub) -> None:
     b = sub.add_parser("brand", help="brand kits for the marketing tool (add, list, show, delete, fonts)")
     bsub = b.add_subparsers(dest="action", required=True)
     ba = bsub.add_parser("add", help="save a brand kit: colours (#RRGGBB), fonts (`designerbox brand fonts`), a logo")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from designerbox.cli import CLIError, _check_writable
+from designerbox.cli.common import CLIError, check_writable
 
 
 def cmd_gan(args) -> int:
@@ -25,7 +25,7 @@ def cmd_gan(args) -> int:
     out = Path(args.output)
     if out.suffix.lower() not in (".png", ".gif"):
         raise CLIError(f"output {out} must end in .png (a strip) or .gif (an animation)")
-    _check_writable(out)
+    check_writable(out)
     model_id, prompt, seed, truncation = args.model, args.prompt, args.seed, args.truncation
     if getattr(args, "source", None):  # variations of a recorded image: its model, caption, seed, psi
         if prompt:

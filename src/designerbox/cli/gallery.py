@@ -1,0 +1,73 @@
+"""`designerbox info | history | show`: what made an image, and the gallery of every image drawn."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def add_parsers(sub) -> None:
+    i = sub.add_parser("info", help="what made an image (reads its PNG metadata)")
+    i.add_argument("image")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=cmd_info)
+
+    h = sub.add_parser("history", help="recent images in the gallery")
+    h.add_argument("--limit", type=int, default=20)
+    h.add_argument("--model")
+    h.add_argument("--search", help="text the prompt contains")
+    h.add_argument("--json", action="store_true")
+    h.set_defaults(func=cmd_history)
+
+    s = sub.add_parser("show", help="one gallery image and its record")
+    s.add_argument("id")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_show)
+
+
+def cmd_info(args) -> int:
+    from designerbox.store.png_metadata import read_parameters, read_record
+
+    record = read_record(Path(args.image))
+    if args.json:
+        print(json.dumps(record, indent=2))
+    else:
+        print(read_parameters(Path(args.image)))
+        print(f"Model sha256: {record['model']['sha256']}")
+        if record.get("native_size"):
+            print(f"Drawn at {'x'.join(map(str, record['native_size']))}"
+                  + (f"; {record['resized']}" if record.get("resized") else ""))
+        if record.get("task") == "filter":
+            print(f"Filtered {record['input'].get('file', 'an image')} (sha256 {record['input'].get('sha256', '?')})")
+        print("Versions: " + ", ".join(f"{k} {v}" for k, v in record["versions"].items()))
+    return 0
+
+
+def cmd_history(args) -> int:
+    from designerbox.settings import Settings
+    from designerbox.store.gallery import open_gallery
+
+    rows = open_gallery(Settings.from_env()).list(limit=args.limit, model=args.model, search=args.search)
+    if args.json:
+        print(json.dumps([r.summary() for r in rows], indent=2))
+        return 0
+    for r in rows:
+        print(f"{r.id}  {r.created_at:%Y-%m-%d %H:%M}  {r.model_id:<16} seed {r.seed:<10} {r.width}x{r.height}  {' '.join(r.prompt.split())[:60]}")
+    if not rows:
+        print("no images yet")
+    return 0
+
+
+def cmd_show(args) -> int:
+    from designerbox.settings import Settings
+    from designerbox.store.gallery import dumps, open_gallery
+
+    gallery = open_gallery(Settings.from_env())
+    row = gallery.get(args.id)
+    if args.json:
+        print(dumps(row))
+    else:
+        for k, v in row.summary().items():
+            print(f"{k:>10}: {v}")
+        print(f"{'file':>10}: {gallery.file(row)}")
+    return 0
