@@ -134,6 +134,16 @@ def test_eval_command_end_to_end(home, shapes, tmp_path, capsys):
     for who in ("generated", "real_heldout"):
         assert set(r["prompt_adherence"][who]) == {"top1", "top5"}
         assert 0 <= r["prompt_adherence"][who]["top1"] <= r["prompt_adherence"][who]["top5"] <= 1
+    # per caption: ranks among the 3 captions, consistent with the totals; per source: the same counts
+    per = r["prompt_adherence"]["per_caption"]
+    assert len(per) == 3 and all(0 <= p["rank"] < 3 and 0 <= p["real_rank"] < 3 for p in per)
+    assert sum(p["rank"] == 0 for p in per) / 3 == pytest.approx(r["prompt_adherence"]["generated"]["top1"], abs=1e-4)
+    by_source = r["prompt_adherence"]["by_source"]
+    assert sum(v["captions"] for v in by_source.values()) == 3
+    for src, v in by_source.items():
+        rows = [p for p in per if p["source"] == src]
+        assert v["captions"] == len(rows)
+        assert v["generated_top1"] == pytest.approx(sum(p["rank"] == 0 for p in rows) / len(rows), abs=1e-4)
     assert r["fd_dbx"]["generated_vs_heldout"] >= 0 and r["fd_dbx"]["heldout_vs_heldout_floor"] >= 0
     for who in ("generated", "real_heldout", "train_pairs"):
         o = r["originality"][who]

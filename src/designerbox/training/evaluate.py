@@ -47,12 +47,28 @@ def encode(net: torch.nn.Module, images: np.ndarray, device: str | torch.device 
     return torch.cat(out)
 
 
+def caption_ranks(image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
+    """For each image i, how many of all captions score above its own caption i (0: its own is first)."""
+    sims = image_features.double() @ text_features.double().T                   # (N, N) cosines
+    return (sims > sims.diagonal()[:, None]).sum(1)
+
+
 def retrieval(image_features: torch.Tensor, text_features: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> dict:
     """Fraction of images i whose own caption i is among the k most similar of all captions."""
-    sims = image_features.double() @ text_features.double().T                   # (N, N) cosines
-    own = sims.diagonal()[:, None]
-    rank = (sims > own).sum(1)                                                  # captions scoring above its own
+    rank = caption_ranks(image_features, text_features)
     return {f"top{k}": round(float((rank < k).double().mean()), 4) for k in ks}
+
+
+def adherence_by_source(gen_rank: torch.Tensor, real_rank: torch.Tensor, sources: list[str]) -> dict:
+    """Top-1 and top-5 of generated and real held-out images per data source: where a model follows
+    prompts and where it does not (the sources' shares of the captions are in "captions")."""
+    out = {}
+    for src in sorted(set(sources)):
+        idx = torch.tensor([i for i, s in enumerate(sources) if s == src])
+        out[src] = {"captions": len(idx)} | {
+            f"{who}_top{k}": round(float((rank[idx] < k).double().mean()), 4)
+            for who, rank in (("generated", gen_rank), ("real", real_rank)) for k in (1, 5)}
+    return out
 
 
 def sqrtm_psd(m: torch.Tensor) -> torch.Tensor:
@@ -217,7 +233,11 @@ def evaluate(studio, model_id: str, *, evaluator_id: str = DEFAULT_EVALUATOR, da
     train_captions = [meta[i]["captions"][0] for i in train]
 
     # 4. prompt adherence, FD-dbx, originality
-    adherence = {"captions": n, "generated": retrieval(gen_f, text), "real_heldout": retrieval(real_f, text)}
+    gen_rank, real_rank = caption_ranks(gen_f, text), caption_ranks(real_f, text)
+    adherence = {"captions": n, "generated": retrieval(gen_f, text), "real_heldout": retrieval(real_f, text),
+                 "by_source": adherence_by_source(gen_rank, real_rank, [meta[i]["source"] for i in chosen]),
+                 "per_caption": [{"caption": c, "source": meta[i]["source"], "rank": int(g), "real_rank": int(r)}
+                                 for c, i, g, r in zip(captions, chosen, gen_rank, real_rank)]}
     fd_dbx = {"generated_vs_heldout": round(fd(gen_f, real_f), 4), "heldout_vs_heldout_floor": round(fd(floor_f, real_f), 4)}
     sample = torch.from_numpy(np.random.default_rng(0).permutation(len(train))[:min(reference_sample, len(train))])
     reference = originality(train_f[sample], train_px[sample], train_f, train_px,
@@ -263,4 +283,9 @@ def format_table(r: dict) -> str:
         f"{o['generated']['closest_by_pixels']['train']!r}",
         f"{r['seconds']['total']:.0f} s ({r['seconds']['generate']:.0f} s drawing)",
     ]
+    if pa.get("by_source"):
+        rows += ["", f"{'top-1 by source (captions)':34}{'generated':>12}{'real':>38}"]
+        for src, v in pa["by_source"].items():
+            label = f"  {src} ({v['captions']})"
+            rows.append(f"{label:34}{v['generated_top1']:>12.3f}{v['real_top1']:>38.3f}")
     return "\n".join(rows)
