@@ -1,15 +1,22 @@
-"""Shared fixtures: a DESIGNERBOX_HOME in a temporary folder holding a tiny random-weight model.
+"""Shared fixtures: a DESIGNERBOX_HOME in a temporary folder holding a tiny random-weight model, a tiny
+training dataset, and the tiny user Stable Diffusion checkpoints (SD 1.x, 2.x, XL, SD3, FLUX).
 
 The tiny model is a real UNet2DConditionModel with the built-in model's kind of config at 16x16,
 saved in the real folder format; the text encoder is the real all-MiniLM-L6-v2 from its package.
+The user checkpoints are built once per session from the configs of tiny_checkpoints.py and
+tiny_flow_checkpoints.py; they need the CLIP tokenizer (clip_cache) and are skipped without it.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+import tiny_checkpoints as tiny
 import torch
+from tiny_flow_checkpoints import build_flux, build_sd3
 
 from designerbox.settings import Settings
+from designerbox.training import data
 from designerbox.training.model_folder import create_pixel_model
 
 TINY_UNET = dict(
@@ -50,7 +57,18 @@ def studio(home):
     return Studio(Settings.from_env())
 
 
-# --- user Stable Diffusion checkpoints (tests/test_stable_diffusion.py, tests/test_sdxl.py) -----------
+@pytest.fixture
+def dataset(tmp_path):
+    """A tiny training dataset (training/data.py): 12 random 32x32 images with captions, the first held out."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)
+    meta = [{"source": "noto", "style": "emoji", "split": "heldout" if i == 0 else "train", "licence": "MIT",
+             "captions": [f"thing {i}, emoji", f"a red thing {i}, emoji", f"thing {i}"]} for i in range(12)]
+    data.write(tmp_path / "ds", images, meta)
+    return tmp_path / "ds"
+
+
+# --- user Stable Diffusion checkpoints (the tiny models of tiny_checkpoints.py and tiny_flow_checkpoints.py) ------
 
 @pytest.fixture(scope="session")
 def clip_cache(tmp_path_factory):
@@ -77,3 +95,63 @@ def sd_home(tmp_path, monkeypatch, clip_cache):
     monkeypatch.setenv("DESIGNERBOX_HOME", str(home))
     monkeypatch.setenv("DESIGNERBOX_DEVICE", "cpu")
     return home
+
+
+@pytest.fixture(scope="session")
+def tiny_sd(tmp_path_factory, clip_cache):
+    """(diffusers folder, single file, config folder) of one tiny random-weight SD 1.x model."""
+    from diffusers import StableDiffusionPipeline
+
+    from designerbox.registry.clip_tokenizer import clip_tokenizer
+
+    unet, vae, text_encoder, _ = tiny.tiny_models(0, tiny.TINY_UNET, tiny.TINY_VAE, clip=tiny.TINY_CLIP)
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=clip_tokenizer(clip_cache),
+                                   unet=unet, scheduler=tiny.packaged_scheduler("sd15"), safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
+    return tiny.save_both(tmp_path_factory.mktemp("sd"), "tiny-sd15", pipe, tiny.to_ldm(unet, vae, text_encoder))
+
+
+@pytest.fixture(scope="session")
+def tiny_sd2(tmp_path_factory, clip_cache):
+    """(diffusers folder, single file, config folder) of one tiny random-weight SD 2.x (v-prediction)."""
+    from diffusers import StableDiffusionPipeline
+
+    from designerbox.registry.clip_tokenizer import clip_tokenizer
+
+    unet, vae, text_encoder, _ = tiny.tiny_models(0, tiny.TINY_SD2_UNET, tiny.TINY_VAE, clip=tiny.TINY_OPEN_CLIP)
+    scheduler = tiny.packaged_scheduler("sd2")
+    assert scheduler.config.prediction_type == "v_prediction"
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=clip_tokenizer(clip_cache, "!"),
+                                   unet=unet, scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+    return tiny.save_both(tmp_path_factory.mktemp("sd2"), "tiny-sd2", pipe, tiny.to_sd2_ldm(unet, vae, text_encoder))
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl(tmp_path_factory, clip_cache):
+    """(diffusers folder, single file, config folder) of one tiny random-weight SDXL."""
+    from diffusers import StableDiffusionXLPipeline
+
+    from designerbox.registry.clip_tokenizer import clip_tokenizer
+
+    unet, vae, text_encoder, text_encoder_2 = tiny.tiny_models(0, tiny.TINY_XL_UNET, tiny.TINY_XL_VAE,
+                                                               clip=tiny.TINY_CLIP, clip_2=tiny.TINY_CLIP_2)
+    pipe = StableDiffusionXLPipeline(vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2,
+                                     tokenizer=clip_tokenizer(clip_cache), tokenizer_2=clip_tokenizer(clip_cache, "!"),
+                                     unet=unet, scheduler=tiny.packaged_scheduler("sdxl"),
+                                     force_zeros_for_empty_prompt=True, add_watermarker=False)
+    return tiny.save_both(tmp_path_factory.mktemp("sdxl"), "tiny-sdxl", pipe,
+                          tiny.to_sdxl_ldm(unet, vae, text_encoder, text_encoder_2))
+
+
+@pytest.fixture(scope="session")
+def tiny_sd3(tmp_path_factory, clip_cache):
+    """A diffusers folder of one tiny random-weight SD3."""
+    return build_sd3(tmp_path_factory.mktemp("sd3"), clip_cache)
+
+
+@pytest.fixture(scope="session")
+def tiny_flux(tmp_path_factory, clip_cache):
+    """{"flux-dev": folder, "flux-schnell": folder}"""
+    root = tmp_path_factory.mktemp("flux")
+    return {"flux-dev": build_flux(root, clip_cache, True), "flux-schnell": build_flux(root, clip_cache, False)}

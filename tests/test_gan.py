@@ -192,16 +192,6 @@ def test_diffaugment_keeps_shapes_and_gradients():
         diff_augment(x, "flip", gen)
 
 
-@pytest.fixture
-def dataset(tmp_path):
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)
-    meta = [{"source": "noto", "style": "emoji", "split": "heldout" if i == 0 else "train", "licence": "MIT",
-             "captions": [f"thing {i}, emoji", f"a red thing {i}, emoji", f"thing {i}"]} for i in range(12)]
-    data.write(tmp_path / "ds", images, meta)
-    return tmp_path / "ds"
-
-
 def test_train_resume_export_and_load(dataset, tmp_path, home):
     model_dir = tmp_path / "new-gan"
     cfg = GANTrainConfig(data=str(dataset), model_dir=str(model_dir), run_dir=str(tmp_path / "run"),

@@ -1,5 +1,5 @@
-"""Request options of the Stable Diffusion families on the tiny random-weight SD 1.5 checkpoint of
-test_stable_diffusion.py: LoRAs by an API field, outpainting to a platform size, clear errors when a
+"""Request options of the Stable Diffusion families on the tiny random-weight SD 1.5 checkpoint (tiny_sd of
+conftest.py): LoRAs by an API field, outpainting to a platform size, clear errors when a
 model cannot fit, CPU offload."""
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_stable_diffusion import NEGATIVE, PROMPT, SIZE, _add, _write_lora, tiny_sd  # noqa: F401 (fixture)
+from tiny_checkpoints import NEGATIVE, PROMPT, SIZE
+from tiny_checkpoints import add_model as _add
+from tiny_checkpoints import write_lora as _write_lora
 
 
 def _studio():

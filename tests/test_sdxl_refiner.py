@@ -11,15 +11,26 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_sdxl import TINY_CLIP_2, TINY_XL_UNET, TINY_XL_VAE, open_clip_to_ldm, sdxl_unet_to_ldm, tiny_sdxl  # noqa: F401
-from test_stable_diffusion import vae_to_ldm
+from tiny_checkpoints import (
+    CFG,
+    NEGATIVE,
+    PROMPT,
+    SEEDS,
+    SIZE,
+    TINY_CLIP_2,
+    TINY_XL_UNET,
+    TINY_XL_VAE,
+    karras_euler,
+    open_clip_to_ldm,
+    packaged_scheduler,
+    save_both,
+    sdxl_unet_to_ldm,
+    tiny_models,
+    vae_to_ldm,
+)
 from tiny_checkpoints import add_model as _add
-from tiny_checkpoints import packaged_scheduler, save_both, tiny_models
+from tiny_checkpoints import load as _load
 
-PROMPT, NEGATIVE = "a photo of a cat", "blurry"
-SEEDS = [3, 4]
-SIZE = 32
-CFG = 5.0
 TINY_REFINER_UNET = dict(TINY_XL_UNET, cross_attention_dim=32,  # bigG's states alone
                          projection_class_embeddings_input_dim=72)  # 32 (pooled) + 5 * 8 (size, crop, score)
 
@@ -39,13 +50,6 @@ def tiny_refiner(tmp_path_factory, clip_cache):
     ldm = (sdxl_unet_to_ldm(unet.state_dict(), unet.config) | vae_to_ldm(vae.state_dict(), vae.config)
            | open_clip_to_ldm(text_encoder_2.state_dict(), prefix="conditioner.embedders.0.model."))
     return save_both(tmp_path_factory.mktemp("refiner"), "tiny-refiner", pipe, ldm)
-
-
-def _load(model_id, home):
-    from designerbox.registry.discovery import Registry
-    from designerbox.registry.user_checkpoints import load_stable_diffusion
-
-    return load_stable_diffusion(Registry(home).get(model_id), "cpu")
 
 
 def test_the_refiner_is_detected_and_added_in_both_formats(tiny_refiner, sd_home, capsys):
@@ -78,7 +82,7 @@ def test_our_refiner_matches_diffusers_img2img_pipeline(tiny_refiner, sd_home, c
     """Image to image, 4 Euler steps (Karras) at strength 0.5 from the same encoded picture and noise
     through StableDiffusionXLImg2ImgPipeline (given the latents, so that it does not draw a sample of
     the VAE's posterior where we take its mean). In [0, 255] pixel units, max 0.05."""
-    from diffusers import EulerDiscreteScheduler, StableDiffusionXLImg2ImgPipeline
+    from diffusers import StableDiffusionXLImg2ImgPipeline
 
     from designerbox.pipelines.stable_diffusion_xl import sdxl_text_to_image
 
@@ -89,8 +93,7 @@ def test_our_refiner_matches_diffusers_img2img_pipeline(tiny_refiner, sd_home, c
     mine = sdxl_text_to_image(ours, PROMPT, negative, width=SIZE, height=SIZE, steps=4, sampler="euler",
                               schedule="karras", cfg_scale=CFG, seeds=SEEDS, init_images=init, strength=0.5)
     pipe = StableDiffusionXLImg2ImgPipeline.from_pretrained(str(folder), local_files_only=True, use_safetensors=True)
-    pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config, use_karras_sigmas=True,
-                                                        timestep_spacing="linspace")
+    pipe.scheduler = karras_euler(pipe.scheduler)
     pipe.set_progress_bar_config(disable=True)
     latents = ours.encode_images(init).expand(len(SEEDS), -1, -1, -1)
     theirs = pipe([PROMPT] * 2, negative_prompt=[negative] * 2 if negative else None, image=latents, strength=0.5,

@@ -14,8 +14,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from test_sdxl import tiny_sdxl  # noqa: F401  (session fixtures)
-from test_stable_diffusion import tiny_sd  # noqa: F401
 
 PROMPT, NEGATIVE = "a photo of a cat", "blurry"
 SIZE = 32
@@ -50,7 +48,7 @@ def _save(path, tensors: dict):
     return path
 
 
-def test_an_embedding_stands_for_its_vectors(tiny_sd, sd_home, capsys):  # noqa: F811
+def test_an_embedding_stands_for_its_vectors(tiny_sd, sd_home, capsys):
     from designerbox.pipelines.prompt_weights import token_chunks
     from designerbox.pipelines.textual_inversion import ExtendedTokenEmbedding, set_embeddings
 
@@ -80,7 +78,7 @@ def test_an_embedding_stands_for_its_vectors(tiny_sd, sd_home, capsys):  # noqa:
     assert torch.equal(model.encode_prompt(["a photo of reddog"]), as_text)
 
 
-def test_an_embedding_is_kept_in_one_chunk(tiny_sd, sd_home, capsys):  # noqa: F811
+def test_an_embedding_is_kept_in_one_chunk(tiny_sd, sd_home, capsys):
     from designerbox.pipelines.prompt_weights import token_chunks
 
     model = _load(sd_home, tiny_sd[0], "tiny-folder", capsys)
@@ -89,7 +87,7 @@ def test_an_embedding_is_kept_in_one_chunk(tiny_sd, sd_home, capsys):  # noqa: F
     assert len(chunks) == 2 and chunks[0][0][1:75] == [2368] * 74 and chunks[1][0][1:4] == tokens["style"]
 
 
-def test_an_embedding_changes_the_image_only_when_named(tiny_sd, sd_home, capsys):  # noqa: F811
+def test_an_embedding_changes_the_image_only_when_named(tiny_sd, sd_home, capsys):
     """One Studio, one loaded model, request after request: the prompt naming the embedding (or the
     negative prompt naming it, its common use) draws another image than the same words without the
     file; a request that names none draws exactly the plain image, before and after."""
@@ -127,7 +125,7 @@ def test_an_embedding_changes_the_image_only_when_named(tiny_sd, sd_home, capsys
     assert np.abs(in_negative - plain).max() > 0
 
 
-def test_embedding_errors_name_the_problem(tiny_sd, sd_home, capsys):  # noqa: F811
+def test_embedding_errors_name_the_problem(tiny_sd, sd_home, capsys):
     from designerbox.pipelines.textual_inversion import EmbeddingError, set_embeddings
 
     model = _load(sd_home, tiny_sd[0], "tiny-folder", capsys)
@@ -150,7 +148,7 @@ def test_embedding_errors_name_the_problem(tiny_sd, sd_home, capsys):  # noqa: F
     assert code != 0 and "width 48" in capsys.readouterr().err
 
 
-def test_sdxl_embedding_with_clip_l_and_clip_g(tiny_sdxl, sd_home, capsys):  # noqa: F811
+def test_sdxl_embedding_with_clip_l_and_clip_g(tiny_sdxl, sd_home, capsys):
     """SDXL's format gives each encoder its own vectors; both token states and the pooled projection
     equal those of the words. The text encoders' configs carry the published SDXL ids (eos_token_id 2,
     with which transformers pools at the largest id, an embedding's): the pooled state must still be

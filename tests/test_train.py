@@ -1,27 +1,17 @@
-"""The training recipe on a tiny dataset and the tiny model: steps run, resume continues, export loads."""
+"""The training recipe on a tiny dataset and the tiny model: steps run, resume continues, export loads.
+
+The tiny dataset is the `dataset` fixture of conftest.py (12 random 32x32 images, one held out)."""
 
 import json
 import shutil
 
 import numpy as np
-import pytest
 import torch
 from safetensors.torch import load_file
 
 from designerbox.registry.discovery import Registry
 from designerbox.registry.loading import load_model
-from designerbox.training import data
 from designerbox.training.train_diffusion import TrainConfig, export_from_run, train
-
-
-@pytest.fixture
-def dataset(tmp_path):
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)
-    meta = [{"source": "noto", "style": "emoji", "split": "heldout" if i == 0 else "train", "licence": "MIT",
-             "captions": [f"thing {i}, emoji", f"a red thing {i}, emoji", f"thing {i}"]} for i in range(12)]
-    data.write(tmp_path / "ds", images, meta)
-    return tmp_path / "ds"
 
 
 def test_train_resume_and_export(dataset, tiny_model_dir, tmp_path, home):

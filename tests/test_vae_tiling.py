@@ -13,7 +13,6 @@ import json
 
 import pytest
 import torch
-from test_stable_diffusion import tiny_sd  # noqa: F401  (session fixture)
 
 SIZE = 96
 
@@ -42,7 +41,7 @@ def _corr(a, b):
     return float(torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1])
 
 
-def test_tiled_decode_stays_close_to_the_untiled_one(tiny_sd, sd_home, capsys):  # noqa: F811
+def test_tiled_decode_stays_close_to_the_untiled_one(tiny_sd, sd_home, capsys):
     from designerbox.pipelines.vae_tiling import PictureGroupNorm
 
     model = _load(sd_home, tiny_sd[0], capsys, vae_tiling="off")
@@ -67,7 +66,7 @@ def test_tiled_decode_stays_close_to_the_untiled_one(tiny_sd, sd_home, capsys): 
     assert sum(isinstance(m, torch.nn.GroupNorm) for m in vae.decoder.modules()) == 14
 
 
-def test_the_tiling_setting(tiny_sd, sd_home, tmp_path, capsys, monkeypatch):  # noqa: F811
+def test_the_tiling_setting(tiny_sd, sd_home, tmp_path, capsys, monkeypatch):
     """auto tiles above 1536 x 1536 pixels (not at SD's or SDXL's native sizes); DESIGNERBOX_VAE_TILING
     sets it, the record says whether an image was tiled, and a wrong value names the choices."""
     from designerbox.cli import main

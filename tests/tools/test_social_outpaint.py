@@ -1,8 +1,9 @@
-"""The social tool's fit="outpaint": the frame's missing part drawn by a diffusion model (a tiny
-random-weight Stable Diffusion 1.5 folder added with `models add`), the picture's own pixels kept.
+"""The social tool's fit="outpaint": the frame's missing part drawn by a diffusion model (the tiny
+random-weight Stable Diffusion 1.5 folder of conftest.py's tiny_sd, added with `models add`), the
+picture's own pixels kept.
 
 The CLIP tokenizer comes from open-clip-torch's wheel (the clip_cache fixture of conftest.py, skipped
-when pip cannot fetch it); the model, a diffusers folder, is built once per session.
+when pip cannot fetch it); the model is built once per session.
 """
 
 from __future__ import annotations
@@ -12,47 +13,21 @@ import io
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
-from tiny_checkpoints import add_model, packaged_scheduler, tiny_models
+from tiny_checkpoints import add_model
 
 from designerbox.jobs.tool import run_tool
 from designerbox.tools.registry import tool_presets
 from designerbox.tools.social import SocialOptions, render, run
 
-TINY_UNET = dict(
-    sample_size=16, in_channels=4, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
-    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-    cross_attention_dim=32, attention_head_dim=8, norm_num_groups=32,
-)
-TINY_VAE = dict(block_out_channels=(32, 64), in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1,
-                down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-                norm_num_groups=32, sample_size=32)
-TINY_CLIP = dict(vocab_size=49408, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
-                 max_position_embeddings=77, hidden_act="quick_gelu", layer_norm_eps=1e-5, projection_dim=32)
 STORY = (1080, 1920)
 
 
-@pytest.fixture(scope="session")
-def tiny_sd15(tmp_path_factory, clip_cache):
-    """A diffusers folder of one tiny random-weight SD 1.5 pipeline."""
-    from diffusers import StableDiffusionPipeline
-
-    from designerbox.registry.clip_tokenizer import clip_tokenizer
-
-    unet, vae, text_encoder, _ = tiny_models(0, TINY_UNET, TINY_VAE, clip=TINY_CLIP)
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=clip_tokenizer(clip_cache),
-                                   unet=unet, scheduler=packaged_scheduler("sd15"), safety_checker=None,
-                                   feature_extractor=None, requires_safety_checker=False)
-    folder = tmp_path_factory.mktemp("sd") / "tiny-sd15"
-    pipe.save_pretrained(folder, safe_serialization=True)
-    return folder
-
-
 @pytest.fixture
-def sd_studio(sd_home, tiny_sd15, capsys):
+def sd_studio(sd_home, tiny_sd, capsys):
     from designerbox.settings import Settings
     from designerbox.studio import Studio
 
-    add_model([tiny_sd15, "--id", "tiny-sd15"], capsys)
+    add_model([tiny_sd[0], "--id", "tiny-sd15"], capsys)
     return Studio(Settings.from_env())
 
 
