@@ -15,6 +15,14 @@ def generate(prompt: str, **options):
     return _generate(prompt, **options)
 
 
+def verify(path, studio=None) -> dict:
+    """Draw the image at `path` again from its PNG record and compare: see designerbox.jobs.verify."""
+    from designerbox.jobs.verify import verify as _verify
+    from designerbox.studio import Studio
+
+    return _verify(studio or Studio(), path)
+
+
 def __getattr__(name):
     if name in ("Studio", "GenerationRequest"):
         from designerbox import api

@@ -1,4 +1,5 @@
-"""`designerbox info | history | show`: what made an image, and the gallery of every image drawn."""
+"""`designerbox info | verify | history | show`: what made an image, whether it replays, and the gallery of
+every image drawn."""
 
 from __future__ import annotations
 
@@ -11,6 +12,12 @@ def add_parsers(sub) -> None:
     i.add_argument("image")
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=cmd_info)
+
+    v = sub.add_parser("verify", help="draw an image again from its record and compare (exit 0: identical, "
+                       "1: differs)")
+    v.add_argument("image")
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(func=cmd_verify)
 
     h = sub.add_parser("history", help="recent images in the gallery")
     h.add_argument("--limit", type=int, default=20)
@@ -41,6 +48,15 @@ def cmd_info(args) -> int:
             print(f"Filtered {record['input'].get('file', 'an image')} (sha256 {record['input'].get('sha256', '?')})")
         print("Versions: " + ", ".join(f"{k} {v}" for k, v in record["versions"].items()))
     return 0
+
+
+def cmd_verify(args) -> int:
+    from designerbox.jobs.verify import describe, verify
+    from designerbox.studio import Studio
+
+    report = verify(Studio(), Path(args.image))
+    print(json.dumps(report, indent=2) if args.json else describe(report))
+    return 0 if report["identical"] else 1
 
 
 def cmd_history(args) -> int:
