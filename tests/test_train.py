@@ -6,6 +6,7 @@ import json
 import shutil
 
 import numpy as np
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -103,3 +104,30 @@ def test_resumed_run_draws_what_an_uninterrupted_one_would(dataset, tiny_model_d
     losses_split, weights_split = run("split", [2, 4])
     assert losses_split == losses_once
     assert all(torch.equal(weights_once[k], weights_split[k]) for k in weights_once)
+
+
+@pytest.mark.parametrize("mode", ["default", "no-such-mode"])
+def test_compiled_training_matches_eager_or_falls_back(dataset, tiny_model_dir, tmp_path, mode):
+    """--compile trains the same steps as eager (same batches; losses within bf16 noise); a mode torch.compile
+    refuses (or any compiler failure) is logged and the run goes on eager, as the record says."""
+    def run(name, compile_mode):
+        model_dir = tmp_path / f"model-{name}"
+        shutil.copytree(tiny_model_dir, model_dir)
+        lines = []
+        state = train(TrainConfig(data=str(dataset), model_dir=str(model_dir), run_dir=str(tmp_path / f"run-{name}"),
+                                  minutes=60, max_steps=2, batch_size=4, resolution=16, log_every=1, warmup_steps=2,
+                                  export=False, compile=compile_mode), log=lines.append)  # compiling takes minutes
+        losses = [json.loads(x)["loss"] for x in (tmp_path / f"run-{name}" / "log.jsonl").read_text().splitlines()]
+        return state, losses, lines
+
+    _, eager, _ = run("eager", "")
+    state, compiled, lines = run("compiled", mode)
+    assert state["step"] == 2
+    assert state["runs"][-1]["compile"]["mode"] == mode
+    if mode == "default":
+        assert state["runs"][-1]["compile"]["compiled"] and any("torch.compile (default):" in x for x in lines)
+        assert compiled == pytest.approx(eager, rel=0.05)
+    else:
+        assert not state["runs"][-1]["compile"]["compiled"]
+        assert any("failed" in x and "training eager" in x for x in lines)
+        assert compiled == eager  # the eager fallback draws the same batches

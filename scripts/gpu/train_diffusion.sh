@@ -27,6 +27,10 @@
 # `designerbox eval` on old and new, and keep the new weights only if they are better.
 # Measured on one H100: 7-9k images/s at batch 512 (about 15 steps/s; the 3.5M-parameter network
 # is bound by kernel launches, not arithmetic: CUDA graphs or torch.compile are the next lever).
+# COMPILE=default (or reduce-overhead, with CUDA graphs) compiles the network's forward and backward
+# first (its seconds are in the log and training.json; the budget includes them) and trains eager if
+# compiling fails; not yet measured on a GPU. The batches are seeded by the step since 2026-11-27:
+# a resumed run no longer replays the batches of the run before it.
 set -euo pipefail
 MINUTES=${1:-8}
 BATCH=${2:-256}
@@ -45,7 +49,8 @@ fi
 python3 - <<PY 2>&1 | tee "$OUT/train.log"
 from designerbox.training.train_diffusion import TrainConfig, train
 train(TrainConfig(data="$DATA", model_dir="/tmp/model", run_dir="/tmp/run", minutes=$MINUTES,
-                  batch_size=$BATCH, lr=$LR, device="${DEVICE:-cuda}", checkpoint_minutes=1000, log_every=500))
+                  batch_size=$BATCH, lr=$LR, device="${DEVICE:-cuda}", checkpoint_minutes=1000, log_every=500,
+                  compile="${COMPILE:-}"))
 PY
 mkdir -p "$OUT/model"
 cp /tmp/model/unet/diffusion_pytorch_model.safetensors /tmp/model/unet/config.json /tmp/model/training.json \

@@ -40,7 +40,7 @@ def cmd_train(args) -> int:
 
     cfg = TrainConfig(data=args.data, model_dir=args.model_dir, run_dir=args.run_dir, minutes=args.minutes,
                       max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr, device=args.device,
-                      threads=args.threads, checkpoint_minutes=args.checkpoint_minutes)
+                      threads=args.threads, checkpoint_minutes=args.checkpoint_minutes, compile=args.compile)
     train(cfg)
     return 0
 
@@ -102,6 +102,9 @@ def add_parsers(sub) -> None:
     t.add_argument("--device", default="auto")
     t.add_argument("--threads", type=int, default=0)
     t.add_argument("--checkpoint-minutes", type=float, default=10)
+    t.add_argument("--compile", default="", choices=["", "default", "reduce-overhead", "max-autotune"],
+                   help="torch.compile the network for training (GPU: 'reduce-overhead' adds CUDA graphs); "
+                        "falls back to eager if compiling fails")
     t.set_defaults(func=cmd_train)
 
     g = sub.add_parser("grow", help="a copy of a trained pixel UNet with cross-attention added, drawing the same "

@@ -53,6 +53,9 @@ class TrainConfig:
     threads: int = 0               # CPU threads (0: torch's default)
     seed: int = 0
     checkpoint_minutes: float = 10.0
+    compile: str = ""              # torch.compile mode for the network's forward and backward ("default",
+                                   # "reduce-overhead": CUDA graphs); "" trains eager. Falls back to eager
+                                   # when compiling fails
     log_every: int = 50
     export: bool = True            # write the EMA weights into model_dir when the budget ends
 
@@ -262,35 +265,56 @@ def train(cfg: TrainConfig, log=print) -> dict:
         (run_dir / "state.json.tmp").replace(run_dir / "state.json")
         return st
 
+    def batch(step: int) -> tuple[torch.Tensor, torch.Tensor, dict, torch.Tensor]:
+        """Step `step`'s noisy images, timesteps, the network's conditioning and the v target."""
+        gen.manual_seed(cfg.seed * 1_000_003 + step)
+        idx = torch.randint(0, n, (cfg.batch_size,), generator=gen, device=device)
+        var = torch.randint(0, n_var, (cfg.batch_size,), generator=gen, device=device)
+        x0 = x_all[idx]                                                     # (B, 3, R, R)
+        cond = text_all[idx, var]                                           # (B, 384)
+        drop = torch.rand(cfg.batch_size, generator=gen, device=device) < cfg.cond_drop
+        cond = torch.where(drop[:, None], empty[None], cond)
+        t = torch.randint(0, n_t, (cfg.batch_size,), generator=gen, device=device)
+        noise = torch.randn(x0.shape, generator=gen, device=device)
+        a, s = ab[t].sqrt()[:, None, None, None], (1 - ab[t]).sqrt()[:, None, None, None]
+        if tokens:  # the caption's token states (the empty caption's where dropped), masked past its length
+            row = tok_index[idx, var]
+            states = torch.where(drop[:, None, None], tok_empty[None], tok_table[row].float())
+            length = torch.where(drop, len_empty, tok_len[row])
+            inputs = {"encoder_hidden_states": states, "class_labels": cond,
+                      "encoder_attention_mask": (positions[None] < length[:, None]).float()}  # (B, L)
+        else:
+            inputs = {"encoder_hidden_states": cond[:, None], "class_labels": cond}
+        return a * x0 + s * noise, t, inputs, a * noise - s * x0           # q(x_t | x_0), the v target
+
+    def step_loss(net, x_t, t, inputs, v) -> torch.Tensor:
+        with autocast:
+            pred = net(x_t, t, **inputs).sample
+        return (weight_t[t] * (pred.float() - v).pow(2).mean(dim=(1, 2, 3))).mean()
+
+    forward = unet
+    if cfg.compile:  # compiled on one step's shapes (forward and backward), then gradients cleared
+        compile_t0 = time.time()
+        try:
+            forward = torch.compile(unet, mode=cfg.compile, dynamic=False)
+            step_loss(forward, *batch(state["step"])).backward()
+            log(f"torch.compile ({cfg.compile}): {time.time() - compile_t0:.1f} s")
+        except Exception as err:  # any compiler failure: train eager instead
+            forward = unet
+            log(f"torch.compile ({cfg.compile}) failed after {time.time() - compile_t0:.1f} s, training eager: "
+                f"{type(err).__name__}: {str(err)[:300]}")
+        opt.zero_grad(set_to_none=True)
+        run["compile"] = {"mode": cfg.compile, "compiled": forward is not unet,
+                          "seconds": round(time.time() - compile_t0, 1)}
+
     # 4. the loop
     with (run_dir / "log.jsonl").open("a") as log_file:
         while time.time() - t_start < cfg.minutes * 60 and not (cfg.max_steps and state["step"] >= cfg.max_steps):
             step_t0 = time.time()
-            gen.manual_seed(cfg.seed * 1_000_003 + state["step"])
-            idx = torch.randint(0, n, (cfg.batch_size,), generator=gen, device=device)
-            var = torch.randint(0, n_var, (cfg.batch_size,), generator=gen, device=device)
-            x0 = x_all[idx]                                                 # (B, 3, R, R)
-            cond = text_all[idx, var]                                       # (B, 384)
-            drop = torch.rand(cfg.batch_size, generator=gen, device=device) < cfg.cond_drop
-            cond = torch.where(drop[:, None], empty[None], cond)
-            t = torch.randint(0, n_t, (cfg.batch_size,), generator=gen, device=device)
-            noise = torch.randn(x0.shape, generator=gen, device=device)
-            a, s = ab[t].sqrt()[:, None, None, None], (1 - ab[t]).sqrt()[:, None, None, None]
-            x_t = a * x0 + s * noise                                        # q(x_t | x_0)
-            v = a * noise - s * x0                                          # the v target
             for g in opt.param_groups:
                 g["lr"] = cfg.lr * min(1.0, (state["step"] + 1) / cfg.warmup_steps)
-            with autocast:
-                if tokens:  # the caption's token states (the empty caption's where dropped), masked past its length
-                    row = tok_index[idx, var]
-                    states = torch.where(drop[:, None, None], tok_empty[None], tok_table[row].float())
-                    length = torch.where(drop, len_empty, tok_len[row])
-                    mask = (positions[None] < length[:, None]).float()                  # (B, L)
-                    pred = unet(x_t, t, encoder_hidden_states=states, class_labels=cond,
-                                encoder_attention_mask=mask).sample
-                else:
-                    pred = unet(x_t, t, encoder_hidden_states=cond[:, None], class_labels=cond).sample
-            loss = (weight_t[t] * (pred.float() - v).pow(2).mean(dim=(1, 2, 3))).mean()
+            x_t, t, inputs, v = batch(state["step"])
+            loss = step_loss(forward, x_t, t, inputs, v)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
