@@ -4,6 +4,7 @@ and what changed in the recipe since (tiny random-weight model, real PNG files).
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 import designerbox
@@ -65,6 +66,9 @@ def test_recipe_changes_are_named(home, tmp_path, capsys):
 
 
 def test_bad_inputs_are_clear_errors(home, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:  # argparse: an empty path is refused before any work
+        main(["verify", ""])
+    assert exit_.value.code == 2 and "an empty path was given" in capsys.readouterr().err
     plain = tmp_path / "plain.png"
     Image.new("RGB", (8, 8)).save(plain)
     assert main(["verify", str(plain)]) == 2

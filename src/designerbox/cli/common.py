@@ -39,6 +39,13 @@ def parse_lora(text: str) -> dict:
         raise argparse.ArgumentTypeError(f"{text!r}: give NAME or NAME:WEIGHT, e.g. watercolor:0.8") from None
 
 
+def image_path(text: str) -> str:
+    """An image argument: a path, not an empty string (which would name the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("give the path of a PNG image (an empty path was given)")
+    return text
+
+
 def sampling_options(g) -> None:
     """The options every drawing command takes (generate, sheet)."""
     g.add_argument("--model", help="model id (see `designerbox models list`)")

@@ -6,16 +6,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from designerbox.cli.common import image_path
+
 
 def add_parsers(sub) -> None:
     i = sub.add_parser("info", help="what made an image (reads its PNG metadata)")
-    i.add_argument("image")
+    i.add_argument("image", type=image_path)
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=cmd_info)
 
     v = sub.add_parser("verify", help="draw an image again from its record and compare (exit 0: identical, "
                        "1: differs)")
-    v.add_argument("image")
+    v.add_argument("image", type=image_path)
     v.add_argument("--json", action="store_true")
     v.set_defaults(func=cmd_verify)
 
