@@ -7,7 +7,8 @@ The recipe (one file, CPU or GPU unchanged):
      has cross-attention blocks (training/grow.py), on the caption's MiniLM token states;
   3. v-prediction (Salimans & Ho 2022) on the model folder's DDPM noise table, with min-SNR-5
      loss weighting (Hang et al. 2023) and 10% caption dropout for classifier-free guidance;
-  4. AdamW, warm-up then constant lr, bf16 autocast, an EMA of the weights;
+  4. AdamW, warm-up then constant lr, bf16 autocast, an EMA of the weights; optionally torch.compile;
+     batches seeded by the step number, so a resumed run draws what an uninterrupted one would;
   5. a resumable checkpoint (safetensors + state.json) every few minutes, and on exit the EMA
      weights exported in fp16 into the model folder.
 
