@@ -22,6 +22,17 @@
 # moved out = 66.2 MB of the 67.1 MB (64 MiB) allowed; move docs/sheets/*.jpg out too for some room:
 #   run(command="GROW=1 MODEL=dbx-base-v1 DATA=shard/full-v2-32-tokens bash scripts/gpu/train_diffusion.sh 7 2048 1e-3",
 #       carry=["shard/full-v2-32-tokens", ".whl"], timeout_s=540)
+# To continue the grown network itself (14 MB of weights) there is no room for the full diffusers wheel:
+# carry a wheel without diffusers/pipelines/*/ and diffusers/modular_pipelines/*/ (2.3 MB instead of 6.4;
+# the UNet needs none of them): unzip the wheel, delete those subfolders, zip it again under the same name.
+# With it, the grown weights as src/designerbox/weights/dbx-base-v2 (untracked) and the other models'
+# weights and docs/sheets/*.jpg moved out, the call carries 66.7 MB:
+#   run(command="EMA_DECAY=0.998 MODEL=dbx-base-v2 DATA=shard/full-v2-32-tokens bash scripts/gpu/train_diffusion.sh 8 2048 1e-3",
+#       carry=["shard/full-v2-32-tokens", ".whl"], timeout_s=585)
+# Measured on one H100 (2026-11-27): the grown 7.02M-parameter network at batch 2048 trains at 6,000-6,300
+# images/s (about 3 steps/s); 8 minutes = 1,500 steps, the whole call 490 s with pip, token states and
+# copying. EMA_DECAY=0.998 suits runs of a few thousand steps (0.999 keeps a third of the starting weights
+# after 1,000 steps).
 # Then here: copy the files under files_at/model/ into src/designerbox/weights/$MODEL/ (the weights
 # into unet/; training.json beside the manifest; run model_folder.update_manifest_files), run
 # `designerbox eval` on old and new, and keep the new weights only if they are better.
@@ -50,7 +61,7 @@ python3 - <<PY 2>&1 | tee "$OUT/train.log"
 from designerbox.training.train_diffusion import TrainConfig, train
 train(TrainConfig(data="$DATA", model_dir="/tmp/model", run_dir="/tmp/run", minutes=$MINUTES,
                   batch_size=$BATCH, lr=$LR, device="${DEVICE:-cuda}", checkpoint_minutes=1000, log_every=500,
-                  compile="${COMPILE:-}"))
+                  compile="${COMPILE:-}", ema_decay=${EMA_DECAY:-0.999}))
 PY
 mkdir -p "$OUT/model"
 cp /tmp/model/unet/diffusion_pytorch_model.safetensors /tmp/model/unet/config.json /tmp/model/training.json \
