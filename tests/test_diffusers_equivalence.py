@@ -94,3 +94,31 @@ def test_dpmpp_2m_matches_diffusers_given_the_same_timestep(models, steps, sched
 def test_dpmpp_2m_is_close_to_diffusers_as_diffusers_runs_it(models, steps, schedule):
     diff = compare(models, "dpmpp_2m", steps, schedule=schedule)
     assert diff.mean() < 1.5 and diff.max() < 16
+
+
+def test_a_cross_attention_network_matches_diffusers_given_its_token_states(tmp_path):
+    """dbx-base-v2's kind of network (training/grow.py: cross-attention to the prompt's token states),
+    random weights everywhere so that the tokens change the output: the reference loop given the same
+    padded token states and masks draws what ours draws (Euler: the same algorithm)."""
+    from designerbox.pipelines.text_to_image import pad_tokens
+    from designerbox.training.grow import grown_config
+    from designerbox.training.model_folder import create_pixel_model
+    from conftest import TINY_UNET
+
+    folder = create_pixel_model(tmp_path / "tiny-attn", "tiny-attn", grown_config(TINY_UNET, levels=(1,)), native=16)
+    ours = load_pixel_diffusion(ModelManifest.read(folder), "cpu")
+    assert ours.tokens
+    states, pooled = ours.text_encoder([PROMPT, NEGATIVE])
+    padded, mask = pad_tokens(states)
+    mine = text_to_image(ours, PROMPT, NEGATIVE, width=16, height=16, steps=8, sampler="euler",
+                         schedule="karras", cfg_scale=CFG, seeds=SEEDS)
+    unet, scheduler = load_diffusers_unet(folder), load_diffusers_scheduler(folder, "euler", "karras")
+    noise = initial_noise(SEEDS, (3, 16, 16))
+    theirs = diffusers_text_to_image(unet, scheduler, noise, pooled[:1], pooled[1:], steps=8, cfg_scale=CFG,
+                                     cond_tokens=(padded[:1], mask[:1]), uncond_tokens=(padded[1:], mask[1:]))
+    assert (mine * 255).std() > 1
+    assert ((mine - theirs).abs() * 255).max() < SAME_ALGORITHM_MAX
+    # without the token states (the pooled embedding as the only token) it is another drawing
+    pooled_only = diffusers_text_to_image(unet, load_diffusers_scheduler(folder, "euler", "karras"), noise,
+                                          pooled[:1], pooled[1:], steps=8, cfg_scale=CFG)
+    assert ((mine - pooled_only).abs() * 255).max() > 1

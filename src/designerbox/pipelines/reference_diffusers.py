@@ -85,18 +85,26 @@ def _continuous_timestep(scheduler, sigma: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def diffusers_text_to_image(unet, scheduler, noise: torch.Tensor, cond_pooled: torch.Tensor,
                             uncond_pooled: torch.Tensor, *, steps: int, cfg_scale: float,
-                            continuous_timesteps: bool = False) -> torch.Tensor:
+                            continuous_timesteps: bool = False, cond_tokens: tuple | None = None,
+                            uncond_tokens: tuple | None = None) -> torch.Tensor:
     """diffusers' denoising loop for a pixel-space model conditioned on a pooled text embedding.
 
     noise           unit Gaussian noise (B, 3, H, W), e.g. pipelines.text_to_image.initial_noise(seeds, ...)
     cond_pooled     (B, 384) or (1, 384) pooled embedding of the prompt; uncond_pooled likewise, of the
                     negative prompt
+    cond_tokens     for a network with cross-attention (dbx-base-v2): (token states (1, T, 384), mask
+                    (1, T)) of the prompt, as PixelDiffusion.conditions pads them; uncond_tokens likewise
     Returns images (B, 3, H, W) in [0, 1] on the CPU, like pipelines.text_to_image.text_to_image.
     """
     device, dtype = unet.device, unet.dtype
     batch = noise.shape[0]
     # StableDiffusionPipeline step 3: prompt embeddings, [negative, positive] for guidance
     pooled = torch.cat([uncond_pooled.expand(batch, -1), cond_pooled.expand(batch, -1)]).to(device, dtype)  # (2B, 384)
+    if cond_tokens is None:  # the pooled embedding is also the one-token cross-attention context
+        context, mask = pooled[:, None], None
+    else:
+        context = torch.cat([uncond_tokens[0].expand(batch, -1, -1), cond_tokens[0].expand(batch, -1, -1)]).to(device, dtype)
+        mask = torch.cat([uncond_tokens[1].expand(batch, -1), cond_tokens[1].expand(batch, -1)]).to(device, dtype)
     # step 4: timesteps
     scheduler.set_timesteps(steps, device=device)
     # Text to image starts at the first sigma. diffusers' pipelines leave the start to
@@ -112,9 +120,10 @@ def diffusers_text_to_image(unet, scheduler, noise: torch.Tensor, cond_pooled: t
         latent_model_input = torch.cat([latents] * 2)  # (2B, 3, H, W)
         latent_model_input = scheduler.scale_model_input(latent_model_input, t)
         t_in = _continuous_timestep(scheduler, scheduler.sigmas[i]) if continuous_timesteps else t
-        # our models take the pooled embedding as class embedding and as a one-token cross-attention context
-        model_output = unet(latent_model_input.to(dtype), t_in, encoder_hidden_states=pooled[:, None],
-                            class_labels=pooled).sample.float()
+        # our models take the pooled embedding as class embedding, and the token states (or the pooled
+        # embedding as one token) as the cross-attention context
+        model_output = unet(latent_model_input.to(dtype), t_in, encoder_hidden_states=context,
+                            class_labels=pooled, encoder_attention_mask=mask).sample.float()
         out_uncond, out_cond = model_output.chunk(2)
         model_output = out_uncond + cfg_scale * (out_cond - out_uncond)
         latents = scheduler.step(model_output, t, latents).prev_sample
