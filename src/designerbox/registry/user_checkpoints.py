@@ -3,9 +3,10 @@
 Registering writes a model folder under $DESIGNERBOX_HOME/models/<id>/ that points at the user's
 file or folder where it lies (nothing is copied):
 
-    manifest.json   family, kind diffusion, native size, licence "unknown (user-supplied)", every
-                    file with its sha256 (the weights first: images record that hash, and its first
-                    10 hex digits as A1111's AutoV2 short hash)
+    manifest.json   family, kind diffusion, native size, licence (--licence, else what the files
+                    state, else "unknown": registry/licences.py), every file with its sha256 (the
+                    weights first: images record that hash, and its first 10 hex digits as A1111's
+                    AutoV2 short hash)
     config/         a single file's architecture (a diffusers-format config folder: model_index.json,
                     unet/, vae/, text_encoder/ [, text_encoder_2/], scheduler/), copied from
                     designerbox/configs/<family>/ or from the folder given with --config, plus
@@ -45,7 +46,6 @@ from designerbox.registry.files import ModelFileError, file_sha256, refuse_pickl
 from designerbox.registry.manifest import ModelManifest
 
 LOADABLE = ("sd15", "sd2", "sdxl", "sdxl-refiner")
-LICENCE = "unknown (user-supplied)"
 CONFIG_DIR = "config"
 # the networks and tokenizers of each family, by their diffusers folder names
 FAMILY_NETS = {"sd15": ("unet", "vae", "text_encoder"), "sd2": ("unet", "vae", "text_encoder"),
@@ -119,13 +119,15 @@ def resolve_prediction(path: Path, found, prediction: str | None):
 
 def add_checkpoint(path: Path, home: Path, cache: Path, model_id: str | None = None, family: str | None = None,
                    config: Path | None = None, force: bool = False,
-                   prediction: str | None = None, offload: str | None = None) -> tuple[Path, dict]:
+                   prediction: str | None = None, offload: str | None = None,
+                   licence: str | None = None) -> tuple[Path, dict]:
     """Register a .safetensors file or a diffusers folder as a user model; returns its folder and a report.
 
     family      what the user says it is: checked against what the tensors say
     config      a diffusers-format config folder for a single file of a non-standard architecture
     prediction  "eps" or "v" for a single file (SD 2.x-base is eps, SD 2.x-768 v); see resolve_prediction
     offload     "model" or "none": the manifest's CPU offload default (pipelines/offload.py)
+    licence     a licence id of registry/licences.py; default: what the files state, else "unknown"
     """
     from designerbox.registry.clip_tokenizer import copy_tokenizer
 
@@ -136,6 +138,12 @@ def add_checkpoint(path: Path, home: Path, cache: Path, model_id: str | None = N
         refuse_pickle(path)
         if path.suffix.lower() != ".safetensors":
             raise ModelFileError(f"{path.name}: only .safetensors files (or diffusers folders) can be added")
+    from designerbox.registry import licences
+
+    try:
+        chosen = licences.get(licence).id if licence is not None else None
+    except licences.UnknownLicenceError as err:
+        raise ModelFileError(str(err)) from None
     found = detect(path)
     if family is not None and family != found.id:
         known = ", ".join(FAMILIES)
@@ -151,6 +159,20 @@ def add_checkpoint(path: Path, home: Path, cache: Path, model_id: str | None = N
     flow = found.id in flow_models.FLOW_FAMILIES
     flow_multiple = flow_models.check_folder(path, found.id) if flow and path.is_dir() else None
     found = resolve_prediction(path, found, prediction)
+    licence_note = None
+    if chosen is not None:
+        licence, licence_source = chosen, "--licence"
+    elif (stated := licences.stated_licence(path)) is not None:
+        (text, licence_source), known = stated, licences.find(stated[0])
+        licence = known.id if known else text
+        if known is None:
+            licence_note = f"{licence_source} names licence {text!r}, which DesignerBox's table does not know"
+    else:
+        licence, licence_source = licences.UNKNOWN, "none given or stated"
+    if licence_note is None and licences.flag(licence)["commercial_use"] == "unknown":
+        hints = ", ".join(f"{b.id} ({b.used_by})" for b in licences.base_licences(found.id))
+        licence_note = "licence unknown" + (f"; the base models of {found.id} are under {hints}: if it is one of "
+                                            "them, say so" if hints else "") + " with --licence ID --force"
     model_id = model_id or model_id_for(path)
     dest = Path(home) / "models" / model_id
     if dest.exists() and not force:
@@ -202,7 +224,7 @@ def add_checkpoint(path: Path, home: Path, cache: Path, model_id: str | None = N
             unet_levels = len(json.loads((arch / "unet" / "config.json").read_text())["block_out_channels"])
             multiple = 2 ** (vae_levels - 1) * 2 ** (unet_levels - 1)
         manifest = {
-            "id": model_id, "name": path.name, "family": found.id, "kind": "diffusion", "licence": LICENCE,
+            "id": model_id, "name": path.name, "family": found.id, "kind": "diffusion", "licence": licence,
             "description": f"{found.name}, user-supplied {'diffusers folder' if path.is_dir() else 'single file'} "
                            f"{path}" + (f"; {found.note}" if found.note else ""),
             "native_size": [found.native_size, found.native_size], "min_size": multiple, "max_size": 2048,
@@ -222,7 +244,9 @@ def add_checkpoint(path: Path, home: Path, cache: Path, model_id: str | None = N
     m = ModelManifest.read(dest)
     return dest, {"id": model_id, "folder": str(dest), "family": found.id, "prediction": found.prediction,
                   "native_size": found.native_size, "source": str(path), "sha256": m.weights_sha256,
-                  "hash": m.short_hash, "note": found.note or None}
+                  "hash": m.short_hash, "note": found.note or None, "licence": licence,
+                  "commercial_use": licences.flag(licence)["commercial_use"], "licence_source": licence_source,
+                  "licence_note": licence_note}
 
 
 # --- loading --------------------------------------------------------------------------------------

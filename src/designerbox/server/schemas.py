@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict
 
 
@@ -64,6 +66,9 @@ class ModelPublic(BaseModel):
     description: str
     good_at: list[str]
     licence: str
+    licence_name: str = ""     # the licence document's title (registry/licences.py)
+    commercial_use: Literal["yes", "conditions", "no", "unknown"] = "unknown"
+    licence_condition: str = ""  # the condition, in one line, when commercial use is not simply "yes"
     native_size: tuple[int, int] | None
     default_size: tuple[int, int] | None
     defaults: dict | None

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from designerbox.registry.discovery import DEFAULT_MODEL
+from designerbox.registry.licences import flag
 from designerbox.registry.manifest import KINDS, ModelManifest
 from designerbox.server.deps import StudioDep
 from designerbox.server.schemas import ModelList, ModelPublic
@@ -19,8 +20,10 @@ def model_public(m: ModelManifest, card: bool = False) -> ModelPublic:
     text = None
     if card and m.card and (m.folder / m.card).is_file():
         text = (m.folder / m.card).read_text()
+    lic = flag(m.licence)
     return ModelPublic(id=m.id, name=m.name, kind=m.kind, family=m.family, description=m.description,
-                       good_at=m.good_at, licence=m.licence, native_size=m.native_size, default_size=m.default_size,
+                       good_at=m.good_at, licence=m.licence, licence_name=lic["licence_name"],
+                       commercial_use=lic["commercial_use"], licence_condition=lic["condition"], native_size=m.native_size, default_size=m.default_size,
                        defaults=m.defaults.model_dump() if m.defaults else None,
                        text_to_image=m.kind == "gan" or (m.kind == "diffusion" and m.defaults is not None),
                        default=m.id == DEFAULT_MODEL, builtin=m.builtin, hash=m.short_hash, card=text)

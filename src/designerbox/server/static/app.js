@@ -103,14 +103,24 @@ async function loadChoices() {
     getJSON(`${api}/models?text_to_image=true`), getJSON(`${api}/presets`)]);
   for (const m of modelList.models) {
     models[m.id] = m;
-    const label = `${m.id}${m.default ? " (default)" : ""}`;
-    $("model").add(new Option(label, m.id, m.default, m.default));
+    const label = `${m.id}${m.default ? " (default)" : ""}${licenceBadge(m)}`;
+    const option = new Option(label, m.id, m.default, m.default);
+    option.title = licenceText(m);
+    $("model").add(option);
     $("gallery-model").add(new Option(m.id, m.id));
   }
   for (const f of onModels) f(modelList.models, presets);
   for (const s of presets.styles) $("style").add(new Option(s.name, s.id));
   for (const s of presets.sizes) $("size").add(new Option(`${s.name} (${s.width}x${s.height})`, s.id));
   showModelInfo();
+}
+
+// a model's licence flag (GET /api/v1/models: commercial_use yes / conditions / no / unknown)
+const LICENCE_BADGES = { yes: "", conditions: " [commercial: conditions]", no: " [non-commercial]", unknown: " [licence unknown]" };
+function licenceBadge(m) { return LICENCE_BADGES[m.commercial_use] ?? ""; }
+function licenceText(m) {
+  return `Licence: ${m.licence_name || m.licence} (${m.licence}); commercial use: ${m.commercial_use}` +
+    (m.licence_condition ? ` (${m.licence_condition})` : "");
 }
 
 function showModelInfo() {
@@ -120,7 +130,7 @@ function showModelInfo() {
   const size = m.default_size || m.native_size;
   const defaults = m.defaults ? `; defaults: ${m.defaults.steps} steps, ${m.defaults.sampler}, cfg ${m.defaults.cfg_scale}` : "";
   $("model-info").textContent = `${m.name}: good at ${m.good_at.join(", ")}. ${m.kind}, draws ${m.native_size.join("x")}` +
-    `, default size ${size.join("x")}${defaults}${gan ? " (a GAN: one network call, no steps or cfg)" : ""}`;
+    `, default size ${size.join("x")}${defaults}${gan ? " (a GAN: one network call, no steps or cfg)" : ""}. ${licenceText(m)}`;
   for (const el of document.querySelectorAll(".diffusion-only")) {
     el.hidden = gan;
     el.querySelector("input").disabled = gan;

@@ -17,8 +17,8 @@ onModels.push((modelList, presets) => {
     check.type = "checkbox";
     check.value = m.id;
     check.checked = m.default;
-    label.title = `good at ${m.good_at.join(", ")}`;
-    label.append(check, `${m.id} (${m.kind})`);
+    label.title = `good at ${m.good_at.join(", ")}. ${licenceText(m)}`;
+    label.append(check, `${m.id} (${m.kind})${licenceBadge(m)}`);
     box.append(label);
   }
   const size = $("compare-size");
