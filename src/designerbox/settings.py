@@ -26,6 +26,10 @@ class Settings:
     database: str | None = None        # DESIGNERBOX_DATABASE: a SQLAlchemy URL for jobs, images and users
                                        #   (None: SQLite files in home: queue.sqlite, gallery/, users.sqlite)
     images: Path | None = None         # DESIGNERBOX_IMAGES: the gallery folder (None: home/gallery)
+    # C2PA Content Credentials in every output PNG (store/content_credentials.py)
+    c2pa: bool = True                  # DESIGNERBOX_C2PA: "on" (default) or "off"
+    c2pa_cert: Path | None = None      # DESIGNERBOX_C2PA_CERT + DESIGNERBOX_C2PA_KEY: your own PEM chain and key
+    c2pa_key: Path | None = None       #   (None: a local identity made on first use in home/keys/c2pa)
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Settings":
@@ -41,7 +45,8 @@ class Settings:
                    quota_per_minute=_whole(env, "DESIGNERBOX_QUOTA_PER_MINUTE", 60, "jobs"),
                    batch_images=max(1, _whole(env, "DESIGNERBOX_BATCH_IMAGES", 16, "images")),
                    database=env.get("DESIGNERBOX_DATABASE") or None,
-                   images=Path(env["DESIGNERBOX_IMAGES"]).expanduser() if env.get("DESIGNERBOX_IMAGES") else None)
+                   images=Path(env["DESIGNERBOX_IMAGES"]).expanduser() if env.get("DESIGNERBOX_IMAGES") else None,
+                   c2pa=_on_off(env, "DESIGNERBOX_C2PA"), **_c2pa_pair(env))
 
     @property
     def gallery_root(self) -> Path:
@@ -67,3 +72,18 @@ def _whole(env, name: str, default: int, unit: str) -> int:
     if value < 0:
         raise ValueError(f"{name} must be a whole number of {unit} (0 or more), not {env[name]!r}")
     return value
+
+
+def _on_off(env, name: str) -> bool:
+    value = env.get(name, "on").strip().lower()
+    if value not in ("on", "off"):
+        raise ValueError(f"{name} must be 'on' or 'off', not {env[name]!r}")
+    return value == "on"
+
+
+def _c2pa_pair(env) -> dict:
+    cert, key = env.get("DESIGNERBOX_C2PA_CERT"), env.get("DESIGNERBOX_C2PA_KEY")
+    if bool(cert) != bool(key):
+        raise ValueError("set both DESIGNERBOX_C2PA_CERT (a PEM certificate chain) and DESIGNERBOX_C2PA_KEY "
+                         "(its PEM private key), or neither (a local identity is made in home/keys/c2pa)")
+    return {"c2pa_cert": Path(cert).expanduser(), "c2pa_key": Path(key).expanduser()} if cert else {}

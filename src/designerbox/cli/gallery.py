@@ -36,11 +36,13 @@ def add_parsers(sub) -> None:
 
 def cmd_info(args) -> int:
     from designerbox.registry.licences import flag
+    from designerbox.store.content_credentials import describe, read_credentials
     from designerbox.store.png_metadata import read_parameters, read_record
 
     record = read_record(Path(args.image))
-    if args.json:
-        print(json.dumps(record, indent=2))
+    credentials = read_credentials(Path(args.image).read_bytes())
+    if args.json:  # the record, and what a C2PA reader makes of the file
+        print(json.dumps(dict(record, content_credentials=credentials), indent=2))
     else:
         print(read_parameters(Path(args.image)))
         print(f"Model sha256: {record['model']['sha256']}")
@@ -53,6 +55,7 @@ def cmd_info(args) -> int:
         if record.get("task") == "filter":
             print(f"Filtered {record['input'].get('file', 'an image')} (sha256 {record['input'].get('sha256', '?')})")
         print("Versions: " + ", ".join(f"{k} {v}" for k, v in record["versions"].items()))
+        print(describe(credentials))
     return 0
 
 

@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import platform
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from PIL import Image, ImageOps, PngImagePlugin
+from PIL import Image, ImageOps
 
 from designerbox.pipelines.image_filter import apply_filter
 from designerbox.registry.discovery import Registry
 from designerbox.registry.manifest import ModelManifest
-from designerbox.store.png_metadata import RECORD_KEY
+from designerbox.store.png_metadata import encode_png
 
 INSTALL_HINT = "install one with `designerbox assets install vintage-photo`"
 
@@ -98,11 +97,6 @@ def versions() -> dict[str, str]:
 def png_bytes(image: Image.Image, record: dict) -> bytes:
     """PNG with the record, and an A1111-style `parameters` line that PNG-info readers show."""
     m = record["model"]
-    info = PngImagePlugin.PngInfo()
-    info.add_text("parameters", f"Filter: {m['id']}, Model hash: {m['hash']}, Model: {m['id']}, "
-                                f"Size: {'x'.join(map(str, record['output_size']))}, "
-                                f"Version: designerbox {record['versions']['designerbox']}")
-    info.add_itxt(RECORD_KEY, json.dumps(record, sort_keys=True))
-    buf = io.BytesIO()
-    image.save(buf, format="PNG", pnginfo=info)
-    return buf.getvalue()
+    return encode_png(image, f"Filter: {m['id']}, Model hash: {m['hash']}, Model: {m['id']}, "
+                             f"Size: {'x'.join(map(str, record['output_size']))}, "
+                             f"Version: designerbox {record['versions']['designerbox']}", record)

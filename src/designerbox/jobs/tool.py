@@ -24,9 +24,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PIL import Image, PngImagePlugin
+from PIL import Image
 
-from designerbox.store.png_metadata import RECORD_KEY, write_atomic
+from designerbox.store.png_metadata import encode_png, write_atomic
 from designerbox.tools.image_input import MAX_PIXELS, LoadedImage, load_image
 from designerbox.tools.registry import Tool, get_tool
 
@@ -240,16 +240,11 @@ def versions() -> dict[str, str]:
 
 def png_bytes(image: Image.Image, record: dict) -> bytes:
     """PNG with the record, and a `parameters` line that PNG-info readers show."""
-    info = PngImagePlugin.PngInfo()
     t = record["tool"]
-    info.add_text("parameters", f"Tool: {t['name']} {t['version']}, Output: {t['output']}, "
-                                f"Preset: {t['preset'] or '-'}, Size: {'x'.join(map(str, record['output_size']))}, "
-                                f"Model: {record['model']['id']}, Model hash: {record['model']['hash']}, "
-                                f"Version: designerbox {record['versions']['designerbox']}")
-    info.add_itxt(RECORD_KEY, json.dumps(record, sort_keys=True))
-    buf = io.BytesIO()
-    image.save(buf, format="PNG", pnginfo=info)
-    return buf.getvalue()
+    return encode_png(image, f"Tool: {t['name']} {t['version']}, Output: {t['output']}, "
+                             f"Preset: {t['preset'] or '-'}, Size: {'x'.join(map(str, record['output_size']))}, "
+                             f"Model: {record['model']['id']}, Model hash: {record['model']['hash']}, "
+                             f"Version: designerbox {record['versions']['designerbox']}", record)
 
 
 def file_names(outputs: list[ToolOutput]) -> list[str]:

@@ -3,7 +3,8 @@
 Two text chunks:
   parameters   A1111's infotext, so existing readers (A1111's PNG Info, ComfyUI, Civitai, exiftool)
                show prompt, seed, steps, sampler and model hash;
-  designerbox  the full JSON record (request as resolved, model id and sha256, sizes, versions).
+  designerbox  the full JSON record (request as resolved, model id and sha256, sizes, versions);
+and a C2PA manifest (`caBX` chunk) signing the file: store/content_credentials.py.
 """
 
 from __future__ import annotations
@@ -47,12 +48,20 @@ def infotext(record: dict) -> str:
 
 
 def png_bytes(image: Image.Image, record: dict) -> bytes:
+    return encode_png(image, infotext(record), record)
+
+
+def encode_png(image: Image.Image, parameters: str, record: dict) -> bytes:
+    """The one way an output PNG is made (generations, tools, filters): the two text chunks, then a signed
+    C2PA manifest over the whole file (store/content_credentials.py; none with DESIGNERBOX_C2PA=off)."""
+    from designerbox.store.content_credentials import sign_png
+
     info = PngImagePlugin.PngInfo()
-    info.add_text("parameters", infotext(record))
+    info.add_text("parameters", parameters)
     info.add_itxt(RECORD_KEY, json.dumps(record, sort_keys=True))
     buf = io.BytesIO()
     image.save(buf, format="PNG", pnginfo=info)
-    return buf.getvalue()
+    return sign_png(buf.getvalue(), record)
 
 
 def write_atomic(path: Path, data: bytes) -> None:
