@@ -3,8 +3,8 @@
     .venv/bin/python bench/cpu_generate.py [--model-dir DIR] [--steps 20] [--repeats N] [--batch 1]
                                            [--threads N] [--json]
 
-What is measured, for the model folder (default: the built-in dbx-base-v1) at its manifest's
-defaults (for dbx-base-v1: DPM++ 2M, exponential sigmas, 20 steps, cfg 4, 32x32), fp32, on the CPU:
+What is measured, for the model folder (default: the built-in dbx-base-v2) at its manifest's
+defaults (for dbx-base-v2: DPM++ 2M, exponential sigmas, 20 steps, cfg 7, 32x32), fp32, on the CPU:
   (a) ours       designerbox.pipelines.text_to_image.text_to_image, with the model from
                  designerbox.registry.loading.load_pixel_diffusion;
   (b) diffusers  the same weights file loaded by UNet2DConditionModel.from_pretrained(dir,
@@ -50,12 +50,12 @@ from designerbox.pipelines.reference_diffusers import (
     load_diffusers_scheduler,
     load_diffusers_unet,
 )
-from designerbox.pipelines.text_to_image import initial_noise, text_to_image
+from designerbox.pipelines.text_to_image import initial_noise, pad_tokens, text_to_image
 from designerbox.registry.files import ModelFileError
 from designerbox.registry.loading import load_pixel_diffusion
 from designerbox.registry.manifest import ModelManifest
 
-BUILTIN = Path(designerbox.__file__).parent / "weights" / "dbx-base-v1"
+BUILTIN = Path(designerbox.__file__).parent / "weights" / "dbx-base-v2"
 WEIGHTS = "unet/diffusion_pytorch_model.safetensors"
 PROMPT, NEGATIVE = "a red apple", ""
 FIRST_SEED = 1
@@ -78,7 +78,7 @@ class PrecomputedTextEncoder(torch.nn.Module):
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model-dir", type=Path, default=BUILTIN, help="model folder (default: the built-in dbx-base-v1)")
+    p.add_argument("--model-dir", type=Path, default=BUILTIN, help="model folder (default: the built-in dbx-base-v2)")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the manifest's, 20)")
     p.add_argument("--repeats", type=int, default=5, help="timed runs per side and batch size (median reported)")
     p.add_argument("--batch", type=int, default=1, help="images per call for the main figure (batch 4 is always added)")
@@ -122,7 +122,11 @@ def main(argv=None) -> int:
     steps = args.steps or d.steps
     width, height = manifest.native_size
     scheduler = load_diffusers_scheduler(args.model_dir, d.sampler, d.schedule)
-    pooled = ours.text_encoder([PROMPT, NEGATIVE])[1]  # (2, 384), the same embeddings for both sides
+    states, pooled = ours.text_encoder([PROMPT, NEGATIVE])  # (2, T, 384), (2, 384): the same for both sides
+    tokens = {}
+    if ours.tokens:  # a network with cross-attention also gets the token states, padded as ours pads them
+        padded, mask = pad_tokens(states)
+        tokens = {"cond_tokens": (padded[:1], mask[:1]), "uncond_tokens": (padded[1:], mask[1:])}
 
     def run_ours(seeds, model=ours):
         start = time.perf_counter()
@@ -134,7 +138,7 @@ def main(argv=None) -> int:
         start = time.perf_counter()
         noise = initial_noise(seeds, (3, height, width))  # diffusers' prepare_latents, inside its __call__
         images = diffusers_text_to_image(unet, scheduler, noise, pooled[:1], pooled[1:], steps=steps,
-                                         cfg_scale=d.cfg_scale, continuous_timesteps=continuous_timesteps)
+                                         cfg_scale=d.cfg_scale, continuous_timesteps=continuous_timesteps, **tokens)
         return time.perf_counter() - start, images
 
     results = []

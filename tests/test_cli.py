@@ -51,10 +51,10 @@ def test_generate_json_and_gallery_commands(home, tmp_path, capsys):
 def test_models_list_and_show(home, capsys):
     code, out, _ = run(capsys, "models", "list", "--json")
     models = {m["id"]: m for m in json.loads(out)}
-    assert code == 0 and models["dbx-base-v1"]["default"] and models["dbx-emoji-v0"]["builtin"]
+    assert code == 0 and models["dbx-base-v2"]["default"] and models["dbx-base-v1"]["builtin"]
     assert models["tiny-test"]["kind"] == "diffusion" and not models["tiny-test"]["builtin"]
     code, out, _ = run(capsys, "models", "list")
-    assert "dbx-base-v1*" in out and "tiny-test" in out
+    assert "dbx-base-v2*" in out and "tiny-test" in out
     code, out, _ = run(capsys, "models", "show", "tiny-test", "--json")
     assert json.loads(out)["native_size"] == [16, 16]
     code, _, err = run(capsys, "models", "show", "nope")

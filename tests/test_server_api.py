@@ -56,7 +56,7 @@ def test_generate_follow_events_and_fetch_images(client):
     im = Image.open(io.BytesIO(png.content))
     assert im.size == (32, 32) and json.loads(im.text["designerbox"])["seed"] == 11
     one = client.get(f"/api/v1/images/{done['images'][1]}").json()
-    assert one["record"]["seed"] == 12 and one["record"]["request"]["steps"] == 2 and one["model"] == "dbx-base-v1"
+    assert one["record"]["seed"] == 12 and one["record"]["request"]["steps"] == 2 and one["model"] == "dbx-base-v2"
     # a finished job's stream is one event from its stored state
     assert [e["event"] for e in events_of(client, job["id"])][-1] == "finished"
 
@@ -162,7 +162,7 @@ def test_priority_jumps_the_queue(client):
 
 def test_models_presets_jobs_docs_and_page(client):
     models = {m["id"]: m for m in client.get("/api/v1/models").json()["models"]}
-    assert models["dbx-base-v1"]["default"] and models["dbx-base-v1"]["text_to_image"]
+    assert models["dbx-base-v2"]["default"] and models["dbx-base-v2"]["text_to_image"]
     assert "emoji" in models["dbx-base-v1"]["good_at"] and not models["dbx-eval-v1"]["text_to_image"]
     t2i = client.get("/api/v1/models", params={"text_to_image": "true"}).json()["models"]
     assert {"dbx-base-v1", "dbx-emoji-v0", "dbx-gan-v0"} <= {m["id"] for m in t2i}

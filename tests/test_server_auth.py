@@ -131,7 +131,7 @@ def test_compatible_apis_with_a_key(keyed, alice_work):
     webui.session.headers["Authorization"] = f"Bearer {keys['bob']}"        # A1111 clients: the same header
     webui.util_set_model("dbx-gan-v0")                                        # bob's option, not alice's
     assert webui.util_get_current_model().startswith("dbx-gan-v0")
-    assert c["alice"].get("/sdapi/v1/options").json()["sd_model_checkpoint"].startswith("dbx-base-v1")
+    assert c["alice"].get("/sdapi/v1/options").json()["sd_model_checkpoint"].startswith("dbx-base-v2")
     webui.util_set_model("dbx-base-v1")
     r = webui.txt2img(prompt="bob's red kite", seed=3, width=32, height=32)
     assert r.info["all_seeds"] == [3] and webui.get_progress()["state"]["job_count"] == 0

@@ -40,7 +40,7 @@ def test_type_a_prompt_generate_see_it_and_find_it_in_the_gallery(page, server):
     expect = sync_api.expect
     models = httpx.get(f"{server.url}/api/v1/models", params={"text_to_image": "true"}).json()["models"]
     expect(page.locator("#model option")).to_have_count(len(models))  # the text-to-image models
-    expect(page.locator("#model")).to_have_value("dbx-base-v1")       # the default
+    expect(page.locator("#model")).to_have_value("dbx-base-v2")       # the default
     expect(page.locator("#model-info")).to_contain_text("good at emoji")
     page.fill("#prompt", "a purple umbrella")
     page.select_option("#style", "flat")
@@ -56,7 +56,7 @@ def test_type_a_prompt_generate_see_it_and_find_it_in_the_gallery(page, server):
     assert first.evaluate("img => img.naturalWidth") == 256                 # the model's default size
     expect(cards.first).to_contain_text("a purple umbrella")
     job = httpx.get(f"{server.url}/api/v1/jobs", params={"state": "succeeded"}).json()["jobs"][0]
-    assert job["source"] == "web" and job["request"] == {"prompt": "a purple umbrella", "model": "dbx-base-v1",
+    assert job["source"] == "web" and job["request"] == {"prompt": "a purple umbrella", "model": "dbx-base-v2",
                                                          "batch_size": 2, "style": "flat", "seed": 77, "steps": 12}
 
     page.click("#tab-gallery")

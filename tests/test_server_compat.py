@@ -52,7 +52,7 @@ def test_openai_url_and_openai_model_names(openai_client, server):
     url = result.data[0].url
     assert url.startswith(f"{server.url}/api/v1/images/") and url.endswith(".png")
     im = Image.open(io.BytesIO(httpx.get(url).content))
-    assert json.loads(im.text["designerbox"])["model"]["id"] == "dbx-base-v1"  # OpenAI's names: the default model
+    assert json.loads(im.text["designerbox"])["model"]["id"] == "dbx-base-v2"  # OpenAI's names: the default model
 
 
 def test_openai_errors_come_back_as_openai_errors(openai_client):
@@ -76,7 +76,7 @@ def test_webuiapi_txt2img(webui):
     result = webui.txt2img(prompt="a yellow duck", negative_prompt="blurry", seed=42, width=32, height=32,
                            cfg_scale=5, sampler_name="DPM++ 2M", scheduler="Karras", batch_size=2)
     assert len(result.images) == 2 and result.image.size == (32, 32)
-    assert result.info["all_seeds"] == [42, 43] and result.info["sd_model_name"] == "dbx-base-v1"
+    assert result.info["all_seeds"] == [42, 43] and result.info["sd_model_name"] == "dbx-base-v2"
     assert result.info["sampler_name"] == "DPM++ 2M" and result.info["steps"] == 2
     assert "Seed: 42" in result.info["infotexts"][0] and "Schedule type: Karras" in result.info["infotexts"][0]
     record = json.loads(result.image.text["designerbox"])

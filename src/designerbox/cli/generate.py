@@ -40,7 +40,7 @@ def add_parsers(sub) -> None:
     sampling_options(sh)
     sh.add_argument("--columns", type=int, default=4, help="images (seeds) per prompt (per model with --models)")
     sh.add_argument("--models", help="comma-separated model ids drawn side by side with the same seeds, "
-                                     "e.g. dbx-base-v1,dbx-gan-v0")
+                                     "e.g. dbx-base-v2,dbx-base-v1,dbx-gan-v0")
     sh.add_argument("-o", "--output", default="outputs/sheet.png")
     sh.set_defaults(func=cmd_sheet, n=None)
 

@@ -115,7 +115,7 @@ def add_parsers(sub) -> None:
     g.set_defaults(func=cmd_grow)
 
     e = sub.add_parser("eval", help="score a text-to-image model: prompt adherence, FD-dbx, originality")
-    e.add_argument("model", help="a text-to-image model id, e.g. dbx-base-v1")
+    e.add_argument("model", help="a text-to-image model id, e.g. dbx-base-v2")
     e.add_argument("--n", type=int, default=100, help="held-out captions, one image each (default 100)")
     e.add_argument("--seed", type=int, default=0, help="image i is drawn with seed S + i")
     e.add_argument("--evaluator", default="dbx-eval-v1", help="the evaluator model id")

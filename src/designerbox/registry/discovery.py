@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from designerbox.registry.manifest import ModelManifest
 
-DEFAULT_MODEL = "dbx-base-v1"
+DEFAULT_MODEL = "dbx-base-v2"
 
 
 class UnknownModelError(ValueError):
