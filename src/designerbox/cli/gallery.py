@@ -50,8 +50,8 @@ def cmd_info(args) -> int:
             print(f"Model licence: {record['model']['licence']} (commercial use: "
                   f"{record['model'].get('commercial_use') or flag(record['model']['licence'])['commercial_use']})")
         if record.get("native_size"):
-            print(f"Drawn at {'x'.join(map(str, record['native_size']))}"
-                  + (f"; {record['resized']}" if record.get("resized") else ""))
+            print(f"Size: {record['resized']}" if record.get("resized")  # "drawn at 32x32, resized to ..."
+                  else f"Drawn at {'x'.join(map(str, record['native_size']))}")
         if record.get("task") == "filter":
             print(f"Filtered {record['input'].get('file', 'an image')} (sha256 {record['input'].get('sha256', '?')})")
         print("Versions: " + ", ".join(f"{k} {v}" for k, v in record["versions"].items()))
