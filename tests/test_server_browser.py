@@ -201,3 +201,21 @@ def test_marketing_with_a_brand_kit_added_on_the_page(page, server, tmp_path):
     brand = job["request"]["options"]["brand"]
     assert brand["name"] == "Roastery" and brand["colours"]["primary"] == "#C81E1E"
     assert brand["fonts"]["headline"] == "dejavu-serif-bold" and set(brand["logo"]) == {"sha256", "bytes"}
+
+
+def test_verify_an_image_from_the_gallery(page, server):
+    expect = sync_api.expect
+    job = httpx.post(f"{server.url}/api/v1/generations",
+                     json={"prompt": "a teal kite to verify", "steps": 2, "width": 32, "height": 32}).json()
+    for _ in range(600):
+        if httpx.get(f"{server.url}/api/v1/jobs/{job['id']}").json()["state"] == "succeeded":
+            break
+        page.wait_for_timeout(100)
+    page.click("#tab-gallery")
+    page.fill("#search", "teal kite")
+    page.click("#gallery-form button[type=submit]")
+    card = page.locator("#gallery-grid .card")
+    expect(card).to_have_count(1)
+    card.locator("button", has_text="Verify").click()
+    expect(card.locator(".verify")).to_have_text("identical: the replay gives the same pixels", timeout=60_000)
+    assert httpx.get(f"{server.url}/api/v1/jobs").json()["jobs"][0]["kind"] == "verify"

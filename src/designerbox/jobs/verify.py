@@ -43,14 +43,15 @@ def recipe_changes(record: dict, replay: dict) -> list[str]:
     return changes
 
 
-def verify(studio, path: Path) -> dict:
+def verify(studio, path: Path, progress=None) -> dict:
     """Draw the image at `path` again from its record; a JSON-ready report (see the module docstring).
     Errors as `generate --from`: no record (MetadataError), an input image needed (RequestError), the
-    model not installed (UnknownModelError, naming the installed ones)."""
+    model not installed (UnknownModelError, naming the installed ones). progress: Studio.generate's
+    per-step callback (the server's worker: events, cancel)."""
     path = Path(path)
     record = read_record(path)
     request, index = request_from_record(record)
-    replay = studio.generate(request, save=False)[index]
+    replay = studio.generate(request, progress=progress, save=False)[index]
     with Image.open(path) as im:
         original = np.asarray(im.convert("RGB"), dtype=np.int16)
     again = np.asarray(replay.image.convert("RGB"), dtype=np.int16)

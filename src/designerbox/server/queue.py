@@ -48,8 +48,9 @@ STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINAL_STATES = ("succeeded", "failed", "cancelled")
 CALLBACK_COLUMNS = {"callback_url": "VARCHAR(2048)", "callback_state": "VARCHAR(16)",
                     "callback_attempts": "INTEGER NOT NULL DEFAULT 0", "callback_error": "TEXT",
-                    "lease_until": "TIMESTAMP", "kind": "VARCHAR(16) NOT NULL DEFAULT 'generation'"}
-KINDS = ("generation", "tool")  # a generation: GenerationRequest; a tool: tool_jobs.ToolJobRequest
+                    "lease_until": "TIMESTAMP", "kind": "VARCHAR(16) NOT NULL DEFAULT 'generation'",
+                    "result": "JSON"}
+KINDS = ("generation", "tool", "verify")  # GenerationRequest; tool_jobs.ToolJobRequest; verify_jobs (an image)
 
 
 class Base(DeclarativeBase):
@@ -84,6 +85,7 @@ class JobRow(Base):
     callback_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     callback_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)  # cluster workers
+    result: Mapped[dict | None] = mapped_column(JSON, nullable=True)   # a verify job's report (no images)
 
     def public(self) -> dict:
         """As the API shows it: a succeeded job whose gallery rows are not all written yet is still "running"
@@ -96,7 +98,7 @@ class JobRow(Base):
                 "created_at": _iso(self.created_at), "started_at": _iso(self.started_at),
                 "finished_at": _iso(self.finished_at), "attempts": self.attempts, "device": self.device,
                 "cancel_requested": self.cancel_requested, "error": self.error,
-                "images": [img["id"] for img in self.images or []], "retry_of": self.retry_of,
+                "images": [img["id"] for img in self.images or []], "result": self.result, "retry_of": self.retry_of,
                 "callback": None if self.callback_url is None else {
                     "url": self.callback_url, "state": self.callback_state, "attempts": self.callback_attempts,
                     "error": self.callback_error}}
@@ -348,9 +350,9 @@ class JobQueue:
             s.commit()
             return bool(s.scalar(select(JobRow.cancel_requested).where(JobRow.id == job_id)))
 
-    def finish(self, job_id: str, worker: str, images: list[dict]) -> bool:
+    def finish(self, job_id: str, worker: str, images: list[dict], result: dict | None = None) -> bool:
         """running -> succeeded, only while this worker still holds the job; False if it does not."""
-        return self._move(job_id, worker, "succeeded", images=images, finished_at=_now())
+        return self._move(job_id, worker, "succeeded", images=images, result=result, finished_at=_now())
 
     def fail(self, job_id: str, worker: str, error: str) -> bool:
         return self._move(job_id, worker, "failed", error=error, finished_at=_now())
@@ -395,7 +397,7 @@ class JobQueue:
         row = self.get(job_id)
         if row.state not in ("failed", "cancelled"):
             raise JobStateError(f"job {job_id} is {row.state}; only failed or cancelled jobs can be retried")
-        request = row.request if row.kind == "tool" else GenerationRequest(**row.request)
+        request = row.request if row.kind in ("tool", "verify") else GenerationRequest(**row.request)
         return self.submit(request, user=row.user, priority=row.priority, kind=row.kind or "generation",
                            source=row.source, retry_of=row.id, callback_url=row.callback_url, admit=admit)
 

@@ -16,7 +16,8 @@ class JobProgress(BaseModel):
 class JobPublic(BaseModel):
     id: str
     state: str                 # queued, running, succeeded, failed, cancelled
-    kind: str = "generation"   # generation (POST /api/v1/generations) or tool (POST /api/v1/tools/{name})
+    kind: str = "generation"   # generation (POST /api/v1/generations), tool (POST /api/v1/tools/{name}) or
+                               # verify (POST /api/v1/images/{id}/verify)
     user: str
     priority: int
     source: str                # api, web, openai, a1111
@@ -32,6 +33,7 @@ class JobPublic(BaseModel):
     error: str | None
     images: list[str]          # gallery ids; GET /api/v1/images/{id}.png
     image_urls: list[str] = []
+    result: dict | None = None  # a verify job's report: identical, max_abs_diff, values_differing, recipe_changes
     retry_of: str | None
     callback: dict | None = None  # {"url", "state": pending|delivered|failed, "attempts", "error"}
 

@@ -14,6 +14,9 @@ its batch key (model, drawn size, steps, sampler, schedule, cfg: jobs/batch.py),
 up to Settings.batch_images images; each runs through run_job in a thread of its own as above, and
 their draws meet in one network call (DrawBatch). A cancel stops one job of a batch; the others go on.
 
+A verify job (verify_jobs.py) draws an image again and compares it: its report is stored with the job
+(JobQueue.finish's result), and nothing goes to the gallery.
+
 The same Worker runs jobs in a cluster worker process (cluster.py), with `lease` set: it claims under a
 lease and a heartbeat thread renews it while the job runs (and reads cancel requests made through the
 database); its events go to the API process through Redis.
@@ -172,7 +175,10 @@ class Worker:
             log.exception("job %s failed", job.id)
             self._failed(job, f"{type(err).__name__}: {err}")
         else:
-            self._store(job, images)
+            if job.kind == "verify":
+                self._store_report(job, images)
+            else:
+                self._store(job, images)
         finally:
             done.set()
             self.events.clear_cancel(job.id)
@@ -201,6 +207,10 @@ class Worker:
             from designerbox.server.tool_jobs import run_tool_job
 
             return run_tool_job(self.studio, job.request, progress)
+        if job.kind == "verify":  # a report (dict), no images
+            from designerbox.server.verify_jobs import run_verify_job
+
+            return run_verify_job(self.studio, job.request, progress)
         return self.studio.generate(GenerationRequest(**job.request), progress=progress, save=False, drawer=drawer)
 
     def _progress(self, job: JobRow):
@@ -240,6 +250,15 @@ class Worker:
             gallery.add(img.png, img.record, owner=job.user)
         self.queue.mark_stored(job.id)
         self.events.publish(job.id, "finished", images=[r["id"] for r in refs])
+
+
+    def _store_report(self, job: JobRow, report: dict) -> None:
+        """A verify job: the report is its result; the replayed image is not kept (nothing for the gallery)."""
+        if not self.queue.finish(job.id, self.name, [], result=report):
+            log.warning("job %s was taken from this worker before it finished; its result is dropped", job.id)
+            return
+        self.queue.mark_stored(job.id)
+        self.events.publish(job.id, "finished", images=[], result=report)
 
 
 def store_unfinished(queue: JobQueue, gallery: Gallery) -> list[str]:

@@ -39,6 +39,8 @@ def _from_row(row: JobRow) -> dict:
     event = {"event": kind, "job": row.id, "time": round(time.time(), 3)}
     if kind == "finished":
         event["images"] = [img["id"] for img in row.images]
+        if row.result is not None:  # a verify job's report
+            event["result"] = row.result
     if kind == "failed":
         event["error"] = row.error
     return event

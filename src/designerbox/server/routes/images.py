@@ -1,4 +1,5 @@
-"""The gallery: list (filter by model and date, search prompt text), one image's record, its PNG, delete.
+"""The gallery: list (filter by model and date, search prompt text), one image's record, its PNG, delete,
+verify (a job drawing it again from its record: verify_jobs.py).
 A user sees only their own images (another's id is a 404, as a missing one); an admin sees everyone's."""
 
 from __future__ import annotations
@@ -9,8 +10,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 
-from designerbox.server.deps import CurrentUser, StudioDep, owner_filter
-from designerbox.server.schemas import ImageList, ImagePublic
+from designerbox.server.deps import CurrentUser, EventsDep, QueueDep, StudioDep, owner_filter
+from designerbox.server.routes.jobs import job_public
+from designerbox.server.schemas import ImageList, ImagePublic, JobPublic
+from designerbox.server.verify_jobs import submit_verify
 from designerbox.store.gallery import ImageRow
 
 router = APIRouter(prefix="/images", tags=["images"])
@@ -57,3 +60,13 @@ def get_image(image_id: str, request: Request, studio: StudioDep, user: CurrentU
 @router.delete("/{image_id}", response_model=ImagePublic, summary="Delete an image (its row and its file)")
 def delete_image(image_id: str, request: Request, studio: StudioDep, user: CurrentUser) -> ImagePublic:
     return image_public(studio.gallery.delete(image_id, owner_filter(user)), request)
+
+
+@router.post("/{image_id}/verify", status_code=202, response_model=JobPublic,
+             summary="Queue a replay of the image from its record and a diff with the file; follow it at "
+             "/api/v1/jobs/{id}, whose result is the report")
+def verify_image(image_id: str, request: Request, studio: StudioDep, queue: QueueDep, events: EventsDep,
+                 user: CurrentUser, priority: Annotated[int, Query(ge=-10, le=10)] = 0,
+                 source: Annotated[str, Query(pattern="^(api|web)$")] = "api") -> JobPublic:
+    row = submit_verify(studio, queue, events, image_id, user=user, priority=priority, source=source)
+    return job_public(row, request, queue)

@@ -236,9 +236,43 @@ function card(image) {
     await getJSON(`${api}/images/${image.id}`, { method: "DELETE" });
     div.remove();
   });
-  actions.append(reuse, download, remove);
-  div.append(img, prompt, actions);
+  const check = document.createElement("button");
+  check.textContent = "Verify";
+  check.title = "Draw it again from its record and compare with the file";
+  const verdict = document.createElement("p");
+  verdict.className = "verify";
+  check.addEventListener("click", () => verifyImage(image.id, check, verdict));
+  actions.append(reuse, download, check, remove);
+  div.append(img, prompt, actions, verdict);
   return div;
+}
+
+// -- verify: a job replays the image from its record and diffs it (POST /api/v1/images/{id}/verify) --------
+async function verifyImage(imageId, button, out) {
+  button.disabled = true;
+  out.className = "verify";
+  out.textContent = "verifying: queued";
+  const done = (text, cls) => { out.textContent = text; out.classList.add(cls); button.disabled = false; };
+  try {
+    const job = await getJSON(`${api}/images/${imageId}/verify?source=web`, { method: "POST" });
+    await readEvents(`${api}/jobs/${job.id}/events`, {
+      progress: (d) => { out.textContent = `verifying: step ${d.step} of ${d.total}`; },
+      finished: (d) => done(...verifyText(d.result)),
+      failed: (d) => done(`verify failed: ${d.error}`, "error"),
+      cancelled: () => done("verify cancelled", "error"),
+    });
+  } catch (err) {
+    done(err.message, "error");
+  }
+}
+
+function verifyText(r) {
+  let text;
+  if (r.identical) text = "identical: the replay gives the same pixels";
+  else if (r.max_abs_diff === null) text = `differs: the replay is ${r.replay_size.join("x")}, the file ${r.size.join("x")}`;
+  else text = `${r.values_differing} of ${r.values} values differ, at most ${r.max_abs_diff} levels`;
+  if (r.recipe_changes.length) text += `. Since it was drawn: ${r.recipe_changes.join("; ")}`;
+  return [text, r.identical ? "same" : "differs"];
 }
 
 async function reuseSettings(imageId) {
