@@ -100,3 +100,11 @@ def test_a_model_no_longer_installed_fails_the_job_naming_it(server):
     job = verify(c, keys["alice"], images[0])
     assert job["state"] == "failed" and job["result"] is None
     assert "retired-model" in job["error"] and "tiny-test" in job["error"]  # the installed models are named
+
+
+def test_an_image_without_a_record_is_422_at_submit(server):
+    c, keys, images, home = server
+    path = next(home.rglob(f"{images[1]}*.png"))
+    Image.open(path).convert("RGB").save(path, format="PNG")   # its text chunks dropped
+    r = c.post(f"/api/v1/images/{images[1]}/verify", headers=keys["alice"])
+    assert r.status_code == 422 and "carries no readable DesignerBox record" in r.json()["detail"][0]["msg"]
