@@ -22,7 +22,14 @@
 # moved out = 66.2 MB of the 67.1 MB (64 MiB) allowed; move docs/sheets/*.jpg out too for some room:
 #   run(command="GROW=1 MODEL=dbx-base-v1 DATA=shard/full-v2-32-tokens bash scripts/gpu/train_diffusion.sh 7 2048 1e-3",
 #       carry=["shard/full-v2-32-tokens", ".whl"], timeout_s=540)
-# To continue the grown network itself (14 MB of weights) there is no room for the full diffusers wheel:
+# Next run (dbx-base-v2, the default since 2026-11-27, 14 MB of weights), all prepared by one script:
+#   bash scripts/gpu/slim_tree.sh out dbx-base-v2     # other weights and sheets to runs/hold, .whl-unet, prints the size
+#   run(command="WHEELS=.whl-unet EMA_DECAY=0.998 MODEL=dbx-base-v2 DATA=shard/full-v2-32-tokens bash scripts/gpu/train_diffusion.sh 8 2048 1e-3",
+#       carry=["shard/full-v2-32-tokens", ".whl-unet"], timeout_s=585)
+#   bash scripts/gpu/slim_tree.sh back
+# then install files_at/model/ as a user model, `designerbox eval` it against the default and keep it only
+# if better (dbx-base-v2's card has the recipe and the figures to beat).
+# How it was done by hand the first time: to continue the grown network itself there is no room for the full diffusers wheel:
 # carry a wheel without diffusers/pipelines/*/ and diffusers/modular_pipelines/*/ (2.3 MB instead of 6.4;
 # the UNet needs none of them): unzip the wheel, delete those subfolders, zip it again under the same name.
 # With it, the grown weights as src/designerbox/weights/dbx-base-v2 (untracked) and the other models'
@@ -48,7 +55,8 @@ BATCH=${2:-256}
 LR=${3:-1e-3}
 MODEL=${MODEL:-dbx-base-v1}        # the weights folder under src/designerbox/weights/ to continue
 DATA=${DATA:-shard/full-v1-32}     # the shard built by `designerbox data shard`
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+WHEELS=${WHEELS:-.whl}               # .whl-unet (scripts/gpu/slim_tree.sh) when the 64 MiB are tight
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$WHEELS"/*.whl
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 rm -rf /tmp/model /tmp/run  # a fresh run from the weights in the tree
