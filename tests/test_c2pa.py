@@ -159,6 +159,18 @@ def test_users_own_identity_and_bad_ones(home, monkeypatch, tmp_path):
         Settings.from_env()
 
 
+def test_a_bad_signing_certificate_stops_a_generation_before_it_draws(home, monkeypatch, tmp_path):
+    from designerbox.studio import Studio
+
+    (tmp_path / "junk.pem").write_text("not a certificate")
+    monkeypatch.setenv("DESIGNERBOX_C2PA_CERT", str(tmp_path / "junk.pem"))
+    monkeypatch.setenv("DESIGNERBOX_C2PA_KEY", str(tmp_path / "junk.pem"))
+    studio, steps = Studio(Settings.from_env()), []
+    with pytest.raises(CredentialsError, match="junk.pem"):
+        studio.generate(GenerationRequest(**FAST), progress=steps.append)
+    assert steps == [] and studio.gallery.count() == 0
+
+
 def test_lora_hashes_and_refiner_are_in_the_assertion(home):
     png = io.BytesIO()
     Image.new("RGB", (8, 8)).save(png, format="PNG")

@@ -80,6 +80,10 @@ class Studio:
         from designerbox.registry.memory import out_of_memory
 
         manifest, model = self.model(request.model)
+        if save and self.settings.c2pa:  # an unusable signing certificate is named before the drawing, not after
+            from designerbox.store.content_credentials import signing_identity
+
+            signing_identity(self.settings)
         try:
             images = run_generation(request, manifest, model, progress=progress,
                                     upscaler=self.upscaler(request.upscaler), lora_home=self.settings.home,
