@@ -23,6 +23,18 @@ def verify(path, studio=None) -> dict:
     return _verify(studio or Studio(), path)
 
 
+def originality(images, against, top: int = 3, studio=None) -> dict:
+    """Is each image new, or a copy of an image in `against` (a dataset folder or a folder of images)?
+    Its nearest reference images and a verdict: see designerbox.training.originality."""
+    import os
+
+    from designerbox.studio import Studio
+    from designerbox.training.originality import check
+
+    images = [images] if isinstance(images, (str, os.PathLike)) else list(images)
+    return check(studio or Studio(), images, against, top=top)
+
+
 def __getattr__(name):
     if name in ("Studio", "GenerationRequest"):
         from designerbox import api

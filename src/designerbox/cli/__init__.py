@@ -1,7 +1,7 @@
 """The `designerbox` command: parses arguments, then calls the same functions as the Python API.
 
 One module per room, each adding its subcommands to the parser and holding their functions:
-  generate.py   generate, sheet               gallery.py  info, verify, history, show
+  generate.py   generate, sheet               gallery.py  info, verify, originality, history, show
   models.py     models, assets, filter        train.py    data, train, grow, eval
   gan.py        gan train | interpolate | variations
   tool.py       tool (the creation tools)     brand.py    brand (brand kits)

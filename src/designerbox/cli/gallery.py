@@ -1,5 +1,5 @@
-"""`designerbox info | verify | history | show`: what made an image, whether it replays, and the gallery of
-every image drawn."""
+"""`designerbox info | verify | originality | history | show`: what made an image, whether it replays, whether
+it is a copy of a reference image, and the gallery of every image drawn."""
 
 from __future__ import annotations
 
@@ -20,6 +20,15 @@ def add_parsers(sub) -> None:
     v.add_argument("image", type=image_path)
     v.add_argument("--json", action="store_true")
     v.set_defaults(func=cmd_verify)
+
+    o = sub.add_parser("originality", help="is an image new, or a copy? its nearest images in a reference set "
+                       "(exit 0: new or close, 1: a copy)")
+    o.add_argument("images", nargs="+", type=image_path, metavar="IMAGE")
+    o.add_argument("--against", required=True, type=image_path, metavar="REF",
+                   help="a dataset folder (designerbox data build) or a folder of images (png, jpg, webp)")
+    o.add_argument("--top", type=int, default=3, help="nearest reference images shown per image (default 3)")
+    o.add_argument("--json", action="store_true")
+    o.set_defaults(func=cmd_originality)
 
     h = sub.add_parser("history", help="recent images in the gallery")
     h.add_argument("--limit", type=int, default=20)
@@ -66,6 +75,15 @@ def cmd_verify(args) -> int:
     report = verify(Studio(), Path(args.image))
     print(json.dumps(report, indent=2) if args.json else describe(report))
     return 0 if report["identical"] else 1
+
+
+def cmd_originality(args) -> int:
+    from designerbox.studio import Studio
+    from designerbox.training.originality import check, describe
+
+    report = check(Studio(), [Path(p) for p in args.images], Path(args.against), top=args.top)
+    print(json.dumps(report, indent=2) if args.json else describe(report))
+    return 1 if report["copies"] else 0
 
 
 def cmd_history(args) -> int:

@@ -108,9 +108,10 @@ def pixels(images: np.ndarray, size: int = PIXEL_SIZE) -> torch.Tensor:
 
 
 def nearest(queries: torch.Tensor, keys: torch.Tensor, metric: str, exclude: torch.Tensor | None = None,
-            chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+            chunk: int = 256, k: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """For each query its nearest key: ("cosine", highest dot product of unit vectors) or ("rmse",
-    lowest root-mean-square pixel difference); `exclude[i]` is a key index query i may not match."""
+    lowest root-mean-square pixel difference); `exclude[i]` is a key index query i may not match.
+    k > 1: the k nearest keys of each query, (N, k) nearest first."""
     best, where = [], []
     for i in range(0, len(queries), chunk):
         q = queries[i:i + chunk]
@@ -120,7 +121,7 @@ def nearest(queries: torch.Tensor, keys: torch.Tensor, metric: str, exclude: tor
             score = -torch.cdist(q, keys).clamp(min=0) / keys.shape[1] ** 0.5   # (b, N) minus RMSE
         if exclude is not None:
             score[torch.arange(len(q)), exclude[i:i + chunk]] = -float("inf")
-        s, j = score.max(1)
+        s, j = score.topk(k, 1) if k > 1 else score.max(1)
         best.append(s if metric == "cosine" else -s)
         where.append(j)
     return torch.cat(best), torch.cat(where)
