@@ -19,6 +19,8 @@ class Settings:
     quota_concurrent: int = 8          # DESIGNERBOX_QUOTA_CONCURRENT: a user's queued + running jobs (0: no limit)
     quota_per_minute: int = 60         # DESIGNERBOX_QUOTA_PER_MINUTE: jobs a user may submit a minute (0: no limit)
     require_keys: bool = False         # set by `serve` on a non-loopback address: never serve without a key
+    job_retention_days: float | None = None  # DESIGNERBOX_JOB_RETENTION_DAYS: finished jobs and the uploads no job
+                                       #   names are deleted after this many days (None, "off": kept forever)
     batch_images: int = 16             # DESIGNERBOX_BATCH_IMAGES: queued generations that share model, size, steps,
                                        #   sampler, schedule and cfg run as one network call of up to this many
                                        #   images (1: every job alone)
@@ -43,6 +45,7 @@ class Settings:
                    webhook_hosts=hosts,
                    quota_concurrent=_whole(env, "DESIGNERBOX_QUOTA_CONCURRENT", 8, "jobs"),
                    quota_per_minute=_whole(env, "DESIGNERBOX_QUOTA_PER_MINUTE", 60, "jobs"),
+                   job_retention_days=_retention_days(env),
                    batch_images=max(1, _whole(env, "DESIGNERBOX_BATCH_IMAGES", 16, "images")),
                    database=env.get("DESIGNERBOX_DATABASE") or None,
                    images=Path(env["DESIGNERBOX_IMAGES"]).expanduser() if env.get("DESIGNERBOX_IMAGES") else None,
@@ -72,6 +75,20 @@ def _whole(env, name: str, default: int, unit: str) -> int:
     if value < 0:
         raise ValueError(f"{name} must be a whole number of {unit} (0 or more), not {env[name]!r}")
     return value
+
+
+def _retention_days(env) -> float | None:
+    value = env.get("DESIGNERBOX_JOB_RETENTION_DAYS", "").strip().lower()
+    if value in ("", "off"):
+        return None
+    try:
+        days = float(value)
+    except ValueError:
+        days = -1.0
+    if not 0 < days < float("inf"):
+        raise ValueError("DESIGNERBOX_JOB_RETENTION_DAYS must be a number of days above 0 (e.g. 30 or 0.5), or "
+                         f"'off' to keep every job, not {env['DESIGNERBOX_JOB_RETENTION_DAYS']!r}")
+    return days
 
 
 def _on_off(env, name: str) -> bool:

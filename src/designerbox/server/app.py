@@ -3,7 +3,8 @@
 Nothing starts at import or in create_app: the worker threads start when the app starts (its
 lifespan) and stop when it stops, putting a job in progress back in the queue. At start, jobs left
 running by a dead process are queued again, and finished jobs whose gallery rows were not written
-get them; the webhook sender starts and sends callbacks left pending.
+get them; the webhook sender starts and sends callbacks left pending. With DESIGNERBOX_JOB_RETENTION_DAYS
+set, finished jobs older than that and the uploads no job names are deleted at start and every few hours.
 
 With a broker (`serve --broker redis://...`) the app runs no job and loads no model: each queued job
 is sent to Celery for `designerbox worker` processes, whose events come back over Redis (cluster.py).
@@ -31,6 +32,7 @@ from designerbox.server.deps import AuthError, Forbidden, authenticate
 from designerbox.server.events import EventLog
 from designerbox.server.limits import BodyLimit
 from designerbox.server.queue import JobQueue, JobStateError, UnknownJobError
+from designerbox.server.retention import Pruner
 from designerbox.server.routes import (a1111, brands, events, generations, images, jobs, models, openai_compat,
                                        presets, tools, users)
 from designerbox.server.submit import ImageTooLarge, InvalidRequest, QuotaExceeded
@@ -64,6 +66,9 @@ def create_app(settings: Settings | None = None, *, workers: bool = True, broker
             log.warning("startup: %d job(s) left running by a stopped process queued again, %d finished job(s) "
                         "stored in the gallery", len(requeued), len(stored))
         state.webhooks.start()
+        if settings.job_retention_days is not None:  # prune now, then every few hours (retention.py)
+            state.pruner = Pruner(state.studio, state.queue, settings.job_retention_days)
+            state.pruner.start()
         if state.cluster is not None:
             state.cluster.start()
         elif workers:
@@ -78,6 +83,8 @@ def create_app(settings: Settings | None = None, *, workers: bool = True, broker
         if state.cluster is not None:
             state.cluster.stop()
         state.webhooks.stop()
+        if state.pruner is not None:
+            state.pruner.stop()
 
     app = FastAPI(title="DesignerBox", version=__version__, lifespan=lifespan, dependencies=[Depends(authenticate)],
                   description="Text to image with your own models. REST API under /api/v1; "
@@ -93,6 +100,7 @@ def create_app(settings: Settings | None = None, *, workers: bool = True, broker
     app.state.events.listeners.append(app.state.webhooks.on_event)
     app.state.workers = []
     app.state.cluster = None
+    app.state.pruner = None  # retention.Pruner, started with the app when DESIGNERBOX_JOB_RETENTION_DAYS is set
     if broker is not None:
         from designerbox.server.cluster import ClusterDispatch
 

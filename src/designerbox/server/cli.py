@@ -1,6 +1,7 @@
 """`designerbox serve`: the studio server (REST API, compatible APIs, web page); `designerbox worker`: a
 cluster's GPU worker (Celery over Redis, see server/cluster.py); `designerbox users` and `designerbox keys`:
-the server's users and API keys (home/users.sqlite, or the --database / DESIGNERBOX_DATABASE URL)."""
+the server's users and API keys (home/users.sqlite, or the --database / DESIGNERBOX_DATABASE URL);
+`designerbox jobs prune`: delete old finished jobs and the uploads no job names (retention.py)."""
 
 from __future__ import annotations
 
@@ -52,6 +53,17 @@ def add_parser(sub) -> None:
     ul.add_argument("--json", action="store_true")
     u.set_defaults(func=cmd_users)
 
+    j = sub.add_parser("jobs", help="the server's job records (prune: delete old finished jobs and their uploads)")
+    jsub = j.add_subparsers(dest="action", required=True)
+    jp = jsub.add_parser("prune", help="delete jobs finished more than DAYS ago (never queued or running ones), "
+                         "then the uploaded input images no remaining job names; gallery images are kept")
+    jp.add_argument("--older-than", required=True, metavar="DAYS", type=_days,
+                    help="days since the job finished (0 or more; 0.5 is twelve hours)")
+    jp.add_argument("--dry-run", action="store_true", help="delete nothing; report what would be deleted")
+    jp.add_argument("--json", action="store_true")
+    _store_options(jp)
+    j.set_defaults(func=cmd_jobs)
+
     k = sub.add_parser("keys", help="API keys (create: printed once; revoke; list)")
     ksub = k.add_subparsers(dest="action", required=True)
     kc = ksub.add_parser("create", help="a new key for a user, printed once (only its hash is kept)")
@@ -84,6 +96,33 @@ def _settings(args):
     if args.images:
         settings = dataclasses.replace(settings, images=Path(args.images).expanduser())
     return settings
+
+
+def _days(text: str) -> float:
+    import argparse
+
+    from designerbox.server.retention import check_days
+
+    try:
+        return check_days(text, "DAYS")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def cmd_jobs(args) -> int:
+    from designerbox.server.queue import JobQueue
+    from designerbox.server.retention import prune
+    from designerbox.studio import Studio
+
+    settings = _settings(args)
+    out = prune(Studio(settings), JobQueue(settings.store("queue.sqlite")), args.older_than, dry_run=args.dry_run)
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        verb = "would delete" if args.dry_run else "deleted"
+        print(f"{verb} {out['jobs']} job(s) finished over {args.older_than:g} days ago and {out['inputs']} "
+              f"uploaded input file(s) no job names ({out['bytes_freed']} bytes)")
+    return 0
 
 
 def _check_broker(url: str) -> None:

@@ -161,7 +161,9 @@ def store_input(root: Path, name: str, data: bytes) -> ToolInput:
     sha = hashlib.sha256(data).hexdigest()
     rel = input_file(sha)
     path = root / rel
-    if not path.exists():
+    if path.exists():
+        path.touch()  # "in use now": retention.prune keeps an input touched within the hour
+    else:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, data)
     return ToolInput(name=Path(name).name or "upload", sha256=sha, path=str(rel), bytes=len(data))
