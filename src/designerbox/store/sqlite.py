@@ -37,9 +37,23 @@ def open_engine(target: str | Path, wal: bool = False) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-def _sqlite_wal(dbapi_connection, _record) -> None:
+def _sqlite_wal(dbapi_connection, _record, tries: int = 100) -> None:
+    """WAL mode (kept in the file, so only its first opener switches it) and synchronous=NORMAL. Switching
+    needs the file to itself, and SQLite answers "database is locked" at once, without its busy wait,
+    while another process holds a lock: processes opening one new file together (two `serve` processes)
+    retry for up to 10 s."""
+    import sqlite3
+
     cur = dbapi_connection.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
+    for attempt in range(tries):
+        try:
+            if cur.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                cur.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or attempt == tries - 1:
+                raise
+            time.sleep(0.1)
     cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across a process crash
     cur.close()
 
