@@ -36,23 +36,25 @@ def two_servers(tmp_path_factory):
         log = (home / f"serve-{port}.log").open("ab")
         procs.append(subprocess.Popen([str(exe), "serve", "--api-only", "--port", str(port), "--log-level", "warning"],
                                       env=env, stdout=log, stderr=subprocess.STDOUT))
-    deadline = time.monotonic() + 120
-    for port, proc in zip(ports, procs):
-        while True:
-            assert proc.poll() is None, (home / f"serve-{port}.log").read_text()[-2000:]
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/api/v1/presets", timeout=2,
-                             headers={"Authorization": f"Bearer {keys['alice']}"}).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the servers did not start within 120 s"
-            time.sleep(0.2)
-    yield [f"http://127.0.0.1:{p}" for p in ports], keys, JobQueue(db)
-    for proc in procs:
-        proc.terminate()
-    for proc in procs:
-        proc.wait(30)
+    try:  # the servers are stopped however this ends, a failed start of one of them included
+        deadline = time.monotonic() + 120
+        for port, proc in zip(ports, procs):
+            while True:
+                assert proc.poll() is None, (home / f"serve-{port}.log").read_text()[-2000:]
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/api/v1/presets", timeout=2,
+                                 headers={"Authorization": f"Bearer {keys['alice']}"}).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "the servers did not start within 120 s"
+                time.sleep(0.2)
+        yield [f"http://127.0.0.1:{p}" for p in ports], keys, JobQueue(db)
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(30)
 
 
 def burst(urls: list[str], key: str) -> list[int]:
